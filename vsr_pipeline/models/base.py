@@ -1,0 +1,58 @@
+"""The model protocol.
+
+A model is a ``torch.nn.Module`` that takes a batch of windows and returns the upscaled
+centre frames::
+
+    forward(x: (B, T, C, H, W) float in [0, 1]) -> (B, C, s*H, s*W)
+
+``T`` is the number of frames the model reads (5 for VSR networks, 1 for single-image
+models; the runner hands a single-image model the window's centre frame as ``T = 1``).
+Every model carries a :class:`ModelInfo` as ``model.info``.
+
+A :class:`ModelEntry` is what the entry-point group ``vsr_pipeline.models`` points at: the
+metadata needed to list a model without building it, and a ``build`` callable that makes
+the module (loading weights if it has any).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Protocol, runtime_checkable
+
+import torch
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model declares about itself."""
+
+    name: str  # registry name, e.g. "vsrnet-x4"
+    scale: int  # native upscaling factor
+    frames: int = 5  # input frames per window: 5 for VSR, 1 for single-image SR
+    channels: int = 3  # input/output channels (RGB)
+    supports_dropout: bool = False  # can host MC-dropout between residual blocks
+    trainable: bool = True  # has parameters that test-time adaptation can tune
+    any_scale: bool = False  # serves every scale natively (e.g. bicubic), no output resize
+
+
+@runtime_checkable
+class VSRModel(Protocol):
+    """Structural type of a model: an nn.Module with ``info``."""
+
+    info: ModelInfo
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, C, H, W) -> (B, C, sH, sW)
+        ...
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A registered model: metadata for listing plus a factory."""
+
+    name: str  # registry name
+    scale: int  # native scale
+    frames: int  # input frames per window
+    description: str  # one line for `vsrpipe models`
+    build: Callable[..., torch.nn.Module] = field(repr=False)  # returns a module with .info
+    supports_dropout: bool = False  # mirrors ModelInfo.supports_dropout
+    any_scale: bool = False  # build(scale=s) makes a model native at any scale s

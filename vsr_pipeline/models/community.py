@@ -1,0 +1,172 @@
+"""Loading a user's weights file: our own vsrnet safetensors, or a community SR model via spandrel.
+
+``--model path/to/file.pth|.pt|.ckpt|.safetensors`` ends up in :func:`load_weights_file`:
+
+* a ``.safetensors`` file whose metadata names ``vsrpipe.arch = vsrnet`` is one of ours and
+  is rebuilt as :class:`~vsr_pipeline.models.vsrnet.VSRNet`;
+* anything else is read as a plain state dict — safetensors, or ``torch.load`` with
+  ``weights_only=True`` (a pickle that names any callable or class is refused, so loading
+  never executes code; TorchScript archives are refused for the same reason) — and handed
+  to spandrel, which recognises the architecture from the tensor names and shapes
+  (ESRGAN, Real-ESRGAN, SRVGGNetCompact, SwinIR, …).
+
+A community single-image model is wrapped in :class:`SpandrelModel`, which follows the
+model protocol: it takes windows (B, T, C, H, W), uses the centre frame (the runner hands
+single-image models ``T = 1``) and returns (B, C, sH, sW).
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import re
+import zipfile
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vsr_pipeline.errors import ModelError
+from vsr_pipeline.models.base import ModelInfo
+
+log = logging.getLogger(__name__)
+
+TORCH_SUFFIXES = (".pth", ".pt", ".ckpt")
+SAFETENSORS_SUFFIX = ".safetensors"
+
+
+class SpandrelModel(nn.Module):
+    """A spandrel ``ImageModelDescriptor`` as a protocol model: (B, T, C, H, W) -> (B, C, sH, sW).
+
+    Runs the wrapped network on the window's centre frame, padding H and W (reflect) to
+    the architecture's size requirements and cropping the output back. The output is not
+    clamped and gradients flow (test-time adaptation tunes ``self.net``).
+    """
+
+    def __init__(self, descriptor, name: str) -> None:
+        super().__init__()
+        self.net = descriptor.model  # registered as a submodule: .to(), .parameters() work
+        self.architecture = descriptor.architecture.name
+        self._call_fn = getattr(descriptor, "_call_fn", None)
+        req = descriptor.size_requirements
+        self.multiple_of, self.minimum, self.square = req.multiple_of, req.minimum, req.square
+        self.info = ModelInfo(
+            name=name, scale=int(descriptor.scale), frames=1, channels=int(descriptor.input_channels), supports_dropout=False
+        )
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        image = x[:, x.shape[1] // 2] if x.ndim == 5 else x  # (B, C, H, W)
+        h, w = image.shape[-2:]
+        th, tw = max(h, self.minimum), max(w, self.minimum)
+        if self.square:
+            th = tw = max(th, tw)
+        th, tw = -(-th // self.multiple_of) * self.multiple_of, -(-tw // self.multiple_of) * self.multiple_of
+        if (th, tw) != (h, w):
+            mode = "reflect" if th - h < h and tw - w < w else "replicate"
+            image = F.pad(image, (0, tw - w, 0, th - h), mode=mode)
+        out = self._call_fn(self.net, image) if self._call_fn is not None else self.net(image)
+        s = self.info.scale
+        return out[..., : h * s, : w * s]
+
+    def extra_repr(self) -> str:
+        return f"architecture={self.architecture}, scale={self.info.scale}"
+
+
+def _read_torch_state(path: Path) -> dict:
+    """``torch.load(weights_only=True)`` with every failure mapped to one ModelError sentence."""
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if found:  # the pickle names a callable or class: loading it would run code
+            raise ModelError(
+                f"Weights file {str(path)!r} was refused: it pickles code or objects ({found.group(1)}), not just tensors; "
+                "only plain state dicts and .safetensors files are loaded."
+            ) from None
+        raise ModelError(f"Weights file {str(path)!r} is corrupt or not a PyTorch weights file.") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, AttributeError, KeyError) as exc:
+        if "torchscript" in str(exc).lower() or "constants.pkl" in str(exc):
+            raise ModelError(f"Weights file {str(path)!r} is a TorchScript archive, which holds code; export a state dict instead.") from None
+        raise ModelError(f"Weights file {str(path)!r} is corrupt or not a PyTorch weights file ({exc}).") from None
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise ModelError(f"Weights file {str(path)!r} is not a readable safetensors file ({exc}); it may be corrupt or truncated.") from None
+    return state, meta
+
+
+def _tensor_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:
+    """Unwrap the usual containers (spandrel's rules) and keep only the tensors."""
+    from spandrel import canonicalize_state_dict
+
+    if not isinstance(obj, dict):
+        raise ModelError(f"Weights file {str(path)!r} holds a {type(obj).__name__}, not a state dict of tensors.")
+    state = canonicalize_state_dict(obj)
+    tensors = {k: v for k, v in state.items() if isinstance(k, str) and torch.is_tensor(v)}
+    if not tensors:
+        raise ModelError(f"Weights file {str(path)!r} holds no weight tensors.")
+    return tensors
+
+
+def load_weights_file(path: Path, *, expected_scale: int | None = None) -> nn.Module:
+    """Load a weights file as a protocol model, never executing code from it.
+
+    Args:
+        path: a ``.safetensors``, ``.pth``, ``.pt`` or ``.ckpt`` file.
+        expected_scale: if given, a model of another native scale is refused.
+
+    Returns:
+        :class:`~vsr_pipeline.models.vsrnet.VSRNet` for our own files, else a
+        :class:`SpandrelModel` named after the file stem, in eval mode on the CPU.
+
+    Raises:
+        ModelError: missing file, unsupported suffix, corrupt file, pickled code, unknown
+            architecture, a model that is not RGB image SR, or the wrong scale.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"Weights file {str(path)!r} does not exist; check the path given to --model.")
+    suffix = path.suffix.lower()
+    if suffix == SAFETENSORS_SUFFIX:
+        state, meta = _read_safetensors(path)
+        from vsr_pipeline.models.vsrnet import ARCH, META_ARCH, load_vsrnet
+
+        if meta.get(META_ARCH) == ARCH:
+            return load_vsrnet(path, name=path.stem, expected_scale=expected_scale)
+    elif suffix in TORCH_SUFFIXES:
+        state = _read_torch_state(path)
+    else:
+        raise ModelError(f"Weights file {str(path)!r} has an unsupported type; use a .pth, .pt, .ckpt or .safetensors file.")
+
+    import spandrel
+
+    tensors = _tensor_dict(state, path)
+    try:
+        descriptor = spandrel.ModelLoader().load_from_state_dict(tensors)
+    except spandrel.UnsupportedModelError:
+        raise ModelError(
+            f"Weights file {str(path)!r} is of an unknown architecture; spandrel does not recognise it "
+            "(see spandrel's list of supported single-image SR architectures)."
+        ) from None
+    except Exception as exc:  # spandrel raises assorted errors on inconsistent state dicts
+        raise ModelError(f"Weights file {str(path)!r} could not be loaded by spandrel ({type(exc).__name__}: {exc}); it may be corrupt.") from None
+    if not isinstance(descriptor, spandrel.ImageModelDescriptor):
+        raise ModelError(f"Weights file {str(path)!r} is a {descriptor.architecture.name} model, which is not an image super-resolution model.")
+    if descriptor.input_channels != 3 or descriptor.output_channels != 3:
+        raise ModelError(
+            f"Weights file {str(path)!r} is a {descriptor.input_channels}-to-{descriptor.output_channels}-channel "
+            f"{descriptor.architecture.name} model; only RGB (3-channel) models are supported."
+        )
+    if expected_scale is not None and descriptor.scale != expected_scale:
+        raise ModelError(f"Weights file {str(path)!r} is a x{descriptor.scale} {descriptor.architecture.name} model, but x{expected_scale} was expected.")
+    log.info("loaded %s as %s x%d", path, descriptor.architecture.name, descriptor.scale)
+    return SpandrelModel(descriptor, name=path.stem)

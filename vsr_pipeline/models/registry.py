@@ -1,0 +1,104 @@
+"""Model discovery through the entry-point group ``vsr_pipeline.models``.
+
+Built-in models are registered by this project's own pyproject.toml, exactly as a
+third-party package would register its own. Setting ``VSRPIPE_DISABLE_PLUGIN_AUTOLOAD=1``
+keeps only the entry points of the ``vsr-pipeline`` distribution itself.
+
+A ``--model`` value that names an existing ``.pth``/``.safetensors`` file is loaded as a
+community single-image model through spandrel (see :mod:`vsr_pipeline.models.community`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+from vsr_pipeline.errors import ModelError
+from vsr_pipeline.models.base import ModelEntry
+
+log = logging.getLogger(__name__)
+
+GROUP = "vsr_pipeline.models"
+OWN_DISTRIBUTION = "vsr-pipeline"
+DISABLE_ENV = "VSRPIPE_DISABLE_PLUGIN_AUTOLOAD"
+WEIGHT_SUFFIXES = (".pth", ".pt", ".safetensors", ".ckpt")
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A discovered model entry and the distribution that registered it."""
+
+    entry: ModelEntry
+    package: str  # distribution name, e.g. "vsr-pipeline"
+
+
+def _plugins_disabled() -> bool:
+    return os.environ.get(DISABLE_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _dist_name(ep: metadata.EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    return dist.metadata["Name"] if dist is not None else "unknown"
+
+
+def available_models() -> dict[str, Registered]:
+    """Discover the registered models.
+
+    Returns a dict name -> :class:`Registered`, sorted by name. A plugin whose entry point
+    fails to import is skipped with a warning; it never breaks the built-ins.
+    """
+    found: dict[str, Registered] = {}
+    disabled = _plugins_disabled()
+    for ep in metadata.entry_points(group=GROUP):
+        package = _dist_name(ep)
+        if disabled and package.replace("_", "-").lower() != OWN_DISTRIBUTION:
+            continue
+        try:
+            entry = ep.load()
+        except Exception as exc:  # a broken plugin must not break the tool
+            log.warning("model plugin %r from %s failed to load: %s", ep.name, package, exc)
+            continue
+        if not isinstance(entry, ModelEntry):
+            log.warning("model plugin %r from %s is not a ModelEntry; skipped", ep.name, package)
+            continue
+        if entry.name in found and found[entry.name].package == OWN_DISTRIBUTION:
+            log.warning("plugin %s tries to replace built-in model %r; ignored", package, entry.name)
+            continue
+        found[entry.name] = Registered(entry=entry, package=package)
+    return dict(sorted(found.items()))
+
+
+def is_weights_path(name: str) -> bool:
+    """True when ``--model`` names a weights file rather than a registered model."""
+    return name.lower().endswith(WEIGHT_SUFFIXES) or os.sep in name
+
+
+def load_model(name: str, *, scale: float | None = None) -> torch.nn.Module:
+    """Build the model called ``name`` (a registry name or a weights file path).
+
+    ``scale`` is the requested output scale; models that serve any scale natively are
+    built at it, the others are built at their native scale (the runner resizes).
+    Raises :class:`ModelError` with the list of known names when ``name`` is unknown.
+    """
+    if is_weights_path(name):
+        from vsr_pipeline.models.community import load_weights_file
+
+        return load_weights_file(Path(name))
+    models = available_models()
+    if name not in models:
+        known = ", ".join(models) or "none"
+        raise ModelError(f"Unknown model {name!r}; available models: {known} (or a path to a .pth/.safetensors file).")
+    entry = models[name].entry
+    try:
+        if entry.any_scale and scale is not None:
+            return entry.build(scale=scale)
+        return entry.build()
+    except ModelError:
+        raise
+    except Exception as exc:
+        raise ModelError(f"Model {name!r} could not be built: {exc}") from exc

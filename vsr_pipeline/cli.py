@@ -147,5 +147,14 @@ def models() -> None:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
 
 
+# Commands that live beside the stage they drive -----------------------------------------
+def _register() -> None:
+    from vsr_pipeline.train.cli import train
+
+    main.add_command(train)
+
+
+_register()
+
 if __name__ == "__main__":
     main()

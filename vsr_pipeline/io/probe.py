@@ -41,7 +41,8 @@ class VideoInfo:
     height: int  # stored height (before rotation)
     fps: Fraction | None  # average frame rate; None when the file does not say
     time_base: Fraction  # time base of the video stream's timestamps
-    duration: float | None  # seconds; None when unknown
+    duration: float | None  # seconds, whole file; None when unknown
+    video_duration: float | None  # seconds the video stream lasts, when the file says
     frame_count: int | None  # from the header; None when the file does not say
     pix_fmt: str  # decoded pixel format, e.g. "yuv420p10le"
     bit_depth: int  # bits per sample of the decoded format
@@ -71,6 +72,10 @@ def open_input(path: Path) -> av.container.InputContainer:
         raise InputError(f"Input {str(path)!r} is a folder, not a video file (use `vsrpipe batch` for folders).")
     try:
         return av.open(str(path), mode="r")
+    except av.error.EOFError as exc:
+        if path.stat().st_size == 0:
+            raise InputError(f"Input file {str(path)!r} is empty, not a video.") from exc
+        raise InputError(f"Input file {str(path)!r} holds no video frames (it ends before the first one).") from exc
     except PermissionError as exc:
         raise InputError(f"Input file {str(path)!r} cannot be read: permission denied.") from exc
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
@@ -141,16 +146,28 @@ def _probe_open(path: Path, container: av.container.InputContainer) -> VideoInfo
     else:
         duration = None
 
+    video_duration = None
+    if stream.duration:
+        video_duration = float(stream.duration * time_base)
+    elif "DURATION" in stream.metadata:  # Matroska's per-stream tag, "HH:MM:SS.fffffffff"
+        try:
+            hh, mm, ss = stream.metadata["DURATION"].split(":")
+            video_duration = int(hh) * 3600 + int(mm) * 60 + float(ss)
+        except ValueError:
+            pass
+    elif len(container.streams) == 1:
+        video_duration = duration
+
     audio, subs = [], []
     for s in container.streams:
         lang = s.language if getattr(s, "language", None) else s.metadata.get("language")
         if s.type == "audio":
             cc = s.codec_context
             audio.append(
-                StreamInfo(s.index, "audio", cc.name, lang, getattr(cc, "channels", None), getattr(cc, "sample_rate", None))
+                StreamInfo(s.index, "audio", cc.codec.canonical_name, lang, getattr(cc, "channels", None), getattr(cc, "sample_rate", None))
             )
         elif s.type == "subtitle":
-            subs.append(StreamInfo(s.index, "subtitle", s.codec_context.name, lang))
+            subs.append(StreamInfo(s.index, "subtitle", s.codec_context.codec.canonical_name, lang))
 
     return VideoInfo(
         path=path,
@@ -160,6 +177,7 @@ def _probe_open(path: Path, container: av.container.InputContainer) -> VideoInfo
         fps=fps,
         time_base=time_base,
         duration=duration,
+        video_duration=video_duration,
         frame_count=stream.frames or None,
         pix_fmt=pix_fmt,
         bit_depth=depth,

@@ -38,7 +38,7 @@ class Frame:
     time_base: Fraction  # of ``pts``
     rgb: torch.Tensor  # (3, H, W) float32 in [0, 1], rotation applied
     duration: int | None = None  # in time_base, when the container says
-    side_packets: list = field(default_factory=list)  # audio/subtitle av.Packets demuxed before it
+    side_packets: list = field(default_factory=list)  # (stream index, av.Packet) demuxed before it
 
     @property
     def time(self) -> float:
@@ -191,10 +191,6 @@ class VideoReader:
                 container.seek(int(self.start / tb), stream=vstream, backward=True, any_frame=False)
             if info.frame_count and not self.start and self.duration is None:
                 self.stats.expected = info.frame_count
-            elif info.fps and info.duration:
-                span = (end_s if end_s is not None else info.duration) - self.start
-                span = min(span, info.duration - self.start)
-                self.stats.expected = max(0, round(span * float(info.fps)))
             index = 0
             shift = int(round(self.start / tb))
             past_end = False
@@ -214,7 +210,8 @@ class VideoReader:
                     return
                 if packet.stream.type != "video":
                     if packet.size and packet.pts is not None:
-                        pending.append(packet)
+                        # keep the index: the packet outlives this container
+                        pending.append((packet.stream.index, packet))
                     continue
                 try:
                     frames = packet.decode()
@@ -253,13 +250,24 @@ class VideoReader:
                 if self.start > 0:
                     raise InputError(f"Input file {str(self.path)!r} has no frames after --start {self.start:g} s.")
                 raise InputError(f"Input file {str(self.path)!r} holds no decodable video frames.")
-            if self.stats.lost and self.on_error == "stop" and not self.stats.errors:
-                raise DecodeError(
-                    f"Input file {str(self.path)!r} ends early: {self.stats.decoded} of {self.stats.expected} frames "
-                    f"could be decoded ({self.stats.lost} lost); rerun with --on-error skip to keep what decodes."
-                )
+            self._check_truncation(last_pts, end_s)
         finally:
             container.close()
+
+    def _check_truncation(self, last_pts: int | None, end_s: float | None) -> None:
+        """Compare what decoded with what the header promised; count the shortfall as lost."""
+        info, stats = self.info, self.stats
+        if stats.expected is None and info.video_duration and info.fps and last_pts is not None:
+            frame_s = 1.0 / float(info.fps)
+            last_end = float(last_pts * info.time_base) + frame_s
+            until = info.video_duration if end_s is None else min(info.video_duration, end_s)
+            if until - last_end > 1.5 * frame_s:
+                stats.expected = stats.decoded + max(1, round((until - last_end) / frame_s))
+        if stats.lost and self.on_error == "stop" and not stats.errors:
+            raise DecodeError(
+                f"Input file {str(self.path)!r} ends early: only {stats.decoded} of about {stats.expected} frames "
+                f"could be decoded ({stats.lost} lost); rerun with --on-error skip to keep what decodes."
+            )
 
     def _damaged(self, exc: BaseException, index: int) -> None:
         self.stats.errors += 1
@@ -276,7 +284,8 @@ class VideoReader:
             return packets
         kept = []
         end_s = self.start + self.duration if self.duration is not None else None
-        for p in packets:
+        for item in packets:
+            p = item[1]
             t = float(p.pts * p.time_base)
             if t < self.start - 1e-6 or (end_s is not None and t >= end_s):
                 continue
@@ -284,5 +293,5 @@ class VideoReader:
             p.pts -= shift
             if p.dts is not None:
                 p.dts -= shift
-            kept.append(p)
+            kept.append(item)
         return kept

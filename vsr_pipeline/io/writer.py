@@ -14,6 +14,7 @@ which keeps exact timestamps, and takes the audio/subtitle streams from the inpu
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shlex
@@ -35,6 +36,9 @@ from vsr_pipeline.io.color import ColorSpec, rgb_to_yuv
 from vsr_pipeline.io.probe import VideoInfo, open_input
 
 log = logging.getLogger(__name__)
+
+# SVT-AV1 logs its banner to stderr unless told otherwise; the CLI owns the terminal.
+os.environ.setdefault("SVT_LOG", "1")
 
 # Output extension -> (FFmpeg muxer, default video codec).
 CONTAINERS: dict[str, tuple[str, str]] = {
@@ -144,11 +148,7 @@ def plan_output(
         raise OutputError(f"Video encoder {codec!r} is not available in this FFmpeg build.") from exc
     if av_codec.type != "video":
         raise OutputError(f"{codec!r} is not a video encoder.")
-    probe_container = av.open(os.devnull, "w", format=muxer)
-    try:
-        holds = probe_container.supported_codecs
-    finally:
-        probe_container.close()
+    holds = _codecs_of(muxer)
     if codec not in holds and av_codec.name not in holds:
         raise OutputError(f"The {ext} container cannot hold {codec} video; pick another --codec or output extension.")
 
@@ -189,7 +189,10 @@ def plan_output(
     preset = opts.preset or DEFAULT_PRESET.get(codec)
     if preset is not None:
         options["preset"] = str(preset)
-    options.update(parse_encoder_args(opts.encoder_args))
+    extra = parse_encoder_args(opts.encoder_args)
+    if codec == "libx265" and "x265-params" not in extra:
+        options["x265-params"] = "log-level=error"  # x265 prints a banner per run otherwise
+    options.update(extra)
 
     side = []
     if opts.copy_audio:
@@ -199,11 +202,23 @@ def plan_output(
     for s in (*info.audio, *info.subtitles):
         if s.index in side and s.codec not in holds:
             flag = "--no-audio" if s.kind == "audio" else "--no-subtitles"
+            fits = [e for e in CONTAINERS if s.codec in _codecs_of(CONTAINERS[e][0])]
+            where = f"an output extension that holds it ({', '.join(fits)})" if fits else "another output extension"
             raise OutputError(
                 f"The {ext} container cannot hold the input's {s.kind} stream #{s.index} ({s.codec}) without "
-                f"re-encoding; use another output extension (e.g. .mkv) or {flag}."
+                f"re-encoding; use {where} or {flag}."
             )
     return _Plan(muxer, codec, pix_fmt, w + pad_w, h + pad_h, (pad_w, pad_h), color, chroma_shift, options, tuple(side))
+
+
+@functools.lru_cache(maxsize=None)
+def _codecs_of(muxer: str) -> frozenset[str]:
+    """Names of the codecs the FFmpeg muxer ``muxer`` can store."""
+    container = av.open(os.devnull, "w", format=muxer)
+    try:
+        return frozenset(container.supported_codecs)
+    finally:
+        container.close()
 
 
 def temp_path_for(path: Path) -> Path:
@@ -306,7 +321,7 @@ class VideoWriter:
         return [p.cpu().numpy().astype(dtype) for p in (y, u, v)]
 
 
-def _fill_frame(planes: list[np.ndarray], plan: _Plan) -> av.VideoFrame:
+def _fill_frame(planes: list[np.ndarray], plan: _Plan, info: VideoInfo) -> av.VideoFrame:
     frame = av.VideoFrame(plan.width, plan.height, plan.pix_fmt)
     for dst, src in zip(frame.planes, planes):
         item = src.dtype.itemsize
@@ -318,6 +333,8 @@ def _fill_frame(planes: list[np.ndarray], plan: _Plan) -> av.VideoFrame:
         dst.update(np.ascontiguousarray(src).tobytes())
     frame.colorspace = plan.color.av_colorspace
     frame.color_range = plan.color.av_color_range
+    frame.color_primaries = info.color_primaries
+    frame.color_trc = info.color_trc
     return frame
 
 
@@ -326,6 +343,7 @@ class _PyAVSink:
 
     def __init__(self, tmp: Path, info: VideoInfo, plan: _Plan) -> None:
         self.plan = plan
+        self.info = info
         try:
             self.container = av.open(str(tmp), mode="w", format=plan.muxer)
         except (av.error.FFmpegError, OSError) as exc:
@@ -365,8 +383,8 @@ class _PyAVSink:
             raise OutputError(f"The encoder refused the settings ({exc}); check --codec, --pix-fmt and --encoder-args.") from exc
 
     def _mux_side(self, packets) -> None:
-        for packet in packets:
-            out = self.side.get(packet.stream.index)
+        for index, packet in packets:
+            out = self.side.get(index)
             if out is None:
                 continue
             packet.stream = out
@@ -374,7 +392,7 @@ class _PyAVSink:
 
     def write(self, planes, pts: int, time_base: Fraction, side_packets) -> None:
         self._mux_side(side_packets)
-        frame = _fill_frame(planes, self.plan)
+        frame = _fill_frame(planes, self.plan, self.info)
         frame.pts = pts
         frame.time_base = time_base
         try:
@@ -400,9 +418,20 @@ class _FFmpegSink:
         import ffmpeg  # ffmpeg-python
 
         self.plan = plan
+        self.info = info
         exe = find_ffmpeg(opts.ffmpeg_path)
         video = ffmpeg.input("pipe:0", format="nut")
-        streams = [video["v:0"]]
+        # Frame properties, not encoder options, decide the tags in current FFmpeg: set them
+        # on the frames with setparams so that they reach the encoder and the container.
+        params = {
+            "colorspace": _SPC_NAMES.get(plan.color.av_colorspace, "unknown"),
+            "range": "pc" if plan.color.full_range else "tv",
+        }
+        if info.color_primaries in _PRI_NAMES:
+            params["color_primaries"] = _PRI_NAMES[info.color_primaries]
+        if info.color_trc in _TRC_NAMES:
+            params["color_trc"] = _TRC_NAMES[info.color_trc]
+        streams = [video["v:0"].filter("setparams", **params)]
         if plan.side_streams:
             start, duration = section
             kw = {}
@@ -416,14 +445,9 @@ class _FFmpegSink:
             "vcodec": plan.codec,
             "pix_fmt": plan.pix_fmt,
             "fps_mode": "passthrough",
+            "enc_time_base": "demux",  # keep the input's time base: VFR timestamps stay exact
             "f": plan.muxer,
-            "colorspace": _SPC_NAMES.get(plan.color.av_colorspace, "unknown"),
-            "color_range": "pc" if plan.color.full_range else "tv",
         }
-        if info.color_primaries in _PRI_NAMES:
-            out_kw["color_primaries"] = _PRI_NAMES[info.color_primaries]
-        if info.color_trc in _TRC_NAMES:
-            out_kw["color_trc"] = _TRC_NAMES[info.color_trc]
         if plan.side_streams:
             out_kw["acodec"] = "copy"
             out_kw["scodec"] = "copy"
@@ -443,6 +467,10 @@ class _FFmpegSink:
         stream.codec_context.height = plan.height
         stream.codec_context.pix_fmt = plan.pix_fmt
         stream.codec_context.time_base = info.time_base
+        stream.codec_context.colorspace = plan.color.av_colorspace
+        stream.codec_context.color_range = plan.color.av_color_range
+        stream.codec_context.color_primaries = info.color_primaries
+        stream.codec_context.color_trc = info.color_trc
         stream.time_base = info.time_base
         self.video = stream
         self._lock = threading.Lock()
@@ -455,7 +483,7 @@ class _FFmpegSink:
         return OutputError(f"ffmpeg failed to write the output: {reason}")
 
     def write(self, planes, pts: int, time_base: Fraction, side_packets) -> None:
-        frame = _fill_frame(planes, self.plan)
+        frame = _fill_frame(planes, self.plan, self.info)
         frame.pts = pts
         frame.time_base = time_base
         try:

@@ -1,0 +1,244 @@
+"""`vsrpipe enhance` end to end: the API, the CLI, and every bad input of issue 2."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from resize_right import interp_methods, resize
+
+import vsr_pipeline
+from clips import make_clip, read_back
+from vsr_pipeline.cli import main
+from vsr_pipeline.io.reader import VideoReader
+
+
+def run_cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def leftovers(folder: Path, keep: set) -> list:
+    return sorted(p.name for p in folder.iterdir() if p.name not in keep)
+
+
+def test_api_bicubic_x2_pixels(tmp_path):
+    c = make_clip(tmp_path / "in.mkv", codec="ffv1", pix_fmt="yuv444p", n=4, size=(40, 30))
+    out = tmp_path / "out.mkv"
+    result = vsr_pipeline.enhance(c.path, out, scale=2, model="bicubic", codec="ffv1", pix_fmt="yuv444p")
+    assert result.frames == 4 and result.output_size == (80, 60)
+    src = [f.rgb for f in VideoReader(c.path)]
+    got = [f.rgb for f in VideoReader(out)]
+    for s, g in zip(src, got):
+        hwc = s.permute(1, 2, 0).double().numpy()  # resize-right resizes numpy's first two axes
+        ref = resize(hwc, scale_factors=2, interp_method=interp_methods.cubic, pad_mode="symmetric", antialiasing=True)
+        ref = torch.from_numpy(np.clip(ref, 0, 1)).permute(2, 0, 1)
+        # the only differences left are the 8-bit YUV rounding of the output
+        assert (g.double() - ref).abs().max().item() < 2.5 / 255
+
+
+def test_cli_end_to_end_with_audio_subs_vfr(tmp_path):
+    from fractions import Fraction
+
+    pts = [0, 40, 80, 120, 200, 240, 280, 400]
+    c = make_clip(tmp_path / "in.mkv", n=len(pts), pts=pts, time_base=Fraction(1, 1000), audio=True, subtitles=True)
+    out = tmp_path / "out.mkv"
+    r = run_cli("enhance", c.path, out, "--scale", "2", "--model", "bicubic")
+    assert r.exit_code == 0, r.output
+    back = read_back(out)
+    assert back["size"] == (128, 96)
+    assert [float(p * back["time_base"]) for p in back["pts"]] == pytest.approx([p / 1000 for p in pts])
+    assert back["audio_end"] == pytest.approx(c.audio_seconds, abs=0.04 + 0.03)
+    assert back["subtitle_packets"] == 2
+    assert "8 frames" in r.output
+
+
+def test_section_preview(tmp_path):
+    c = make_clip(tmp_path / "in.mp4", n=50, audio=True)
+    out = tmp_path / "out.mp4"
+    r = run_cli("enhance", c.path, out, "-s", "2", "--start", "0.4", "--duration", "0.8", "-q")
+    assert r.exit_code == 0, r.output
+    back = read_back(out)
+    assert len(back["pts"]) == 20
+    assert float(back["pts"][0] * back["time_base"]) == pytest.approx(0.0)
+    assert back["audio_end"] == pytest.approx(0.8, abs=0.05)
+    assert r.output == ""  # --quiet
+
+
+@pytest.mark.parametrize("backend", ["pyav", "ffmpeg"])
+def test_awkward_paths(tmp_path, monkeypatch, backend):
+    monkeypatch.chdir(tmp_path)
+    make_clip(tmp_path / "-in clip ü.mp4", n=3, audio=True)
+    r = run_cli("enhance", "--backend", backend, "-s", "2", "--", "-in clip ü.mp4", "-out ä ö.mkv")
+    assert r.exit_code == 0, r.output
+    assert len(read_back(tmp_path / "-out ä ö.mkv")["pts"]) == 3
+
+
+def _bad(tmp_path, *args, code, match, keep=()):
+    out = tmp_path / "out.mp4"
+    r = run_cli("enhance", *args)
+    assert r.exit_code == code, r.output
+    assert match in r.output
+    assert "Traceback" not in r.output
+    assert len(r.output.strip().splitlines()) == 1  # one clear sentence
+    assert not out.exists() or out.name in keep
+    assert not list(tmp_path.glob(".*partial*"))
+    return r
+
+
+def test_missing_input(tmp_path):
+    _bad(tmp_path, tmp_path / "nope.mp4", tmp_path / "out.mp4", code=3, match="does not exist")
+
+
+def test_text_image_audio_inputs(tmp_path):
+    import av
+
+    txt = tmp_path / "notes.mp4"
+    txt.write_text("not a video at all\n" * 20)
+    _bad(tmp_path, txt, tmp_path / "out.mp4", code=3, match="is not a video")
+    img = tmp_path / "still.png"
+    av.VideoFrame.from_ndarray(np.zeros((8, 8, 3), np.uint8), format="rgb24").to_image().save(img)
+    _bad(tmp_path, img, tmp_path / "out.mp4", code=3, match="still image")
+    wav = tmp_path / "tone.wav"
+    with av.open(str(wav), "w") as cont:
+        s = cont.add_stream("pcm_s16le", rate=8000)
+        f = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16", layout="mono")
+        f.sample_rate = 8000
+        for p in s.encode(f):
+            cont.mux(p)
+    _bad(tmp_path, wav, tmp_path / "out.mp4", code=3, match="no video stream")
+
+
+def test_zero_frame_video(tmp_path):
+    import av
+
+    p = tmp_path / "empty.mkv"
+    with av.open(str(p), "w") as cont:
+        s = cont.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        cont.start_encoding()
+    _bad(tmp_path, p, tmp_path / "out.mp4", code=3, match="no video frames")
+
+
+def test_truncated_stop_and_skip(tmp_path):
+    c = make_clip(tmp_path / "full.mkv", n=40)
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(c.path.read_bytes()[: c.path.stat().st_size // 2])
+    c.path.unlink()
+    _bad(tmp_path, cut, tmp_path / "out.mp4", code=6, match="lost")
+    r = run_cli("enhance", cut, tmp_path / "out.mp4", "-s", "2", "--on-error", "skip")
+    assert r.exit_code == 0
+    assert "lost to damage" in r.output
+    assert 0 < len(read_back(tmp_path / "out.mp4")["pts"]) < 40
+
+
+def test_corrupt_middle_skip(tmp_path):
+    c = make_clip(tmp_path / "full.mkv", n=40)
+    data = bytearray(c.path.read_bytes())
+    mid = len(data) // 2
+    data[mid : mid + 400] = os.urandom(400)
+    bad = tmp_path / "bad.mkv"
+    bad.write_bytes(bytes(data))
+    c.path.unlink()
+    r = run_cli("enhance", bad, tmp_path / "out.mp4", "-s", "2", "--on-error", "skip")
+    assert r.exit_code == 0, r.output
+    n = len(read_back(tmp_path / "out.mp4")["pts"])
+    assert 0 < n <= 40
+
+
+def test_output_is_input(tmp_path):
+    c = make_clip(tmp_path / "in.mp4", n=2)
+    r = run_cli("enhance", c.path, c.path, "--overwrite")
+    assert r.exit_code == 4 and "is the input file" in r.output
+    assert len(read_back(c.path)["pts"]) == 2  # input untouched
+
+
+def test_output_exists(tmp_path):
+    c = make_clip(tmp_path / "in.mp4", n=2)
+    out = tmp_path / "out.mp4"
+    out.write_bytes(b"keep me")
+    _bad(tmp_path, c.path, out, code=4, match="--overwrite", keep={"out.mp4"})
+    assert out.read_bytes() == b"keep me"
+    assert run_cli("enhance", c.path, out, "-s", "2", "--overwrite").exit_code == 0
+    assert len(read_back(out)["pts"]) == 2
+
+
+def test_unwritable_output(tmp_path):
+    c = make_clip(tmp_path / "in.mp4", n=2)
+    _bad(tmp_path, c.path, tmp_path / "no-such-dir" / "out.mp4", code=4, match="does not exist")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        if os.access(ro, os.W_OK):  # root writes anywhere: use a folder no one can write
+            r = run_cli("enhance", c.path, "/proc/out.mp4")
+            assert r.exit_code == 4 and "not writable" in r.output
+            assert not Path("/proc/out.mp4").exists()
+        else:
+            _bad(tmp_path, c.path, ro / "out.mp4", code=4, match="not writable")
+    finally:
+        ro.chmod(0o755)
+
+
+def test_codec_container_mismatch(tmp_path):
+    c = make_clip(tmp_path / "in.mp4", n=2)
+    _bad(tmp_path, c.path, tmp_path / "out.webm", "--codec", "libx264", code=4, match="cannot hold libx264")
+    _bad(tmp_path, c.path, tmp_path / "out.mp4", "--pix-fmt", "rgb24", code=4, match="cannot write pixel format")
+
+
+def test_odd_size_chroma(tmp_path, caplog):
+    c = make_clip(tmp_path / "odd.mkv", codec="ffv1", size=(321, 181), n=2)
+    out = tmp_path / "out.mp4"
+    r = run_cli("enhance", c.path, out, "-s", "1")
+    assert r.exit_code == 0
+    assert "padded to 322x182" in caplog.text  # a warning on stderr in a real terminal
+    assert read_back(out)["size"] == (322, 182)
+    r = run_cli("enhance", c.path, tmp_path / "out.mkv", "-s", "1", "--pix-fmt", "yuv444p")
+    assert read_back(tmp_path / "out.mkv")["size"] == (321, 181)
+
+
+def test_unknown_model(tmp_path):
+    c = make_clip(tmp_path / "in.mp4", n=2)
+    _bad(tmp_path, c.path, tmp_path / "out.mp4", "--model", "nosuch", code=5, match="available models: bicubic")
+
+
+def test_interrupt_in_api_leaves_nothing(tmp_path):
+    c = make_clip(tmp_path / "in.mp4", n=30)
+
+    def stop(done, expected):
+        if done == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        vsr_pipeline.enhance(c.path, tmp_path / "out.mp4", scale=2, progress=stop)
+    assert leftovers(tmp_path, {"in.mp4"}) == []
+
+
+def test_ctrl_c_exit_130(tmp_path):
+    c = make_clip(tmp_path / "in.mp4", n=400, size=(160, 120))
+    out = tmp_path / "out.mp4"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vsr_pipeline.cli", "enhance", str(c.path), str(out), "-s", "4", "--preset", "slow"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.time() + 60
+    while not list(tmp_path.glob(".*partial*")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Interrupted" in err and "Traceback" not in err
+    assert leftovers(tmp_path, {"in.mp4"}) == []
+
+
+def test_version_and_models():
+    r = run_cli("--version")
+    assert r.exit_code == 0 and vsr_pipeline.__version__ in r.output
+    r = run_cli("models")
+    assert r.exit_code == 0 and "bicubic" in r.output and "vsr-pipeline" in r.output

@@ -11,7 +11,7 @@ PY=${PYTHON:-.venv/bin/python}
 "$PY" -m vsr_pipeline.train --out runs/vsrnet-x4 --export-only vsr_pipeline/models/weights/vsrnet-x4.safetensors --name vsrnet-x4
 
 "$PY" -m vsr_pipeline.train --arch vsrnet --scale 4 --loss gan --init runs/vsrnet-x4/model.safetensors \
-    --steps 900 --batch 8 --patch 24 --lr 1e-4 --warmup 50 --seed 1 --threads 1 --ckpt-every 100 \
-    --pixel-weight 0.1 --perceptual-weight 1.0 --adv-weight 0.02 --pgd-eps 0.004 --pgd-steps 1 \
+    --steps 600 --batch 8 --patch 24 --lr 1e-4 --warmup 50 --seed 1 --threads 1 --ckpt-every 100 \
+    --pixel-weight 0.2 --perceptual-weight 1.0 --adv-weight 0.02 --pgd-eps 0.004 --pgd-steps 1 \
     --out runs/vsrnet-x4-gan --resume --no-progress
 "$PY" -m vsr_pipeline.train --out runs/vsrnet-x4-gan --export-only vsr_pipeline/models/weights/vsrnet-x4-gan.safetensors --name vsrnet-x4-gan

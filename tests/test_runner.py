@@ -55,3 +55,12 @@ def test_bad_runner_options():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="no CUDA device"):
             Runner(Bicubic(2), 2, RunnerConfig(device="cuda"))
+
+
+def test_inference_then_autograd():
+    """Adaptation runs gradients after plain inference: cached resize matrices must allow it."""
+    x = torch.rand(1, 5, 3, 11, 13)
+    Runner(Bicubic(3), 3, RunnerConfig(device="cpu"))(x)  # fills the cache in inference mode
+    lr = torch.rand(1, 3, 11, 13, requires_grad=True)
+    imresize(lr, scale=3).sum().backward()
+    assert lr.grad is not None and torch.isfinite(lr.grad).all()

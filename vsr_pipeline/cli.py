@@ -153,6 +153,12 @@ def _register() -> None:
 
     main.add_command(train)
 
+    from vsr_pipeline.tools_cli import compare, degrade, evaluate
+
+    for command in (degrade, evaluate, compare):
+        command.epilog = EXIT_CODES_HELP
+        main.add_command(command)
+
 
 _register()
 

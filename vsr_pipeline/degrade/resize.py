@@ -55,8 +55,8 @@ def output_size(in_size: int, scale: float) -> int:
 
 
 @functools.lru_cache(maxsize=64)
-def _matrix_f64(in_size: int, out_size: int, scale: float, antialias: bool) -> torch.Tensor:
-    """The (out_size, in_size) float64 resize matrix on CPU; see :func:`resize_matrix`."""
+def _matrix_f64(in_size: int, out_size: int, scale: float, antialias: bool) -> np.ndarray:
+    """The (out_size, in_size) float64 resize matrix; see :func:`resize_matrix`."""
     if scale < 1.0 and antialias:
         width = 4.0 / scale
 
@@ -83,14 +83,18 @@ def _matrix_f64(in_size: int, out_size: int, scale: float, antialias: bool) -> t
     mat = np.zeros((out_size, in_size), dtype=np.float64)
     rows = np.broadcast_to(np.arange(out_size)[:, None], m.shape)
     np.add.at(mat, (rows, m), w)
-    return torch.from_numpy(mat)
+    mat.setflags(write=False)
+    return mat
 
 
 @functools.lru_cache(maxsize=128)
 def _matrix_cached(
     in_size: int, out_size: int, scale: float, antialias: bool, device: torch.device, dtype: torch.dtype
 ) -> torch.Tensor:
-    return _matrix_f64(in_size, out_size, scale, antialias).to(device=device, dtype=dtype)
+    # Cached tensors outlive the caller's mode: never let them be inference tensors, or a
+    # later autograd use (adaptation after plain inference) would fail.
+    with torch.inference_mode(False):
+        return torch.tensor(_matrix_f64(in_size, out_size, scale, antialias), dtype=dtype, device=device)
 
 
 def resize_matrix(

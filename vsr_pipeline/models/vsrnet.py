@@ -24,6 +24,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -221,6 +222,7 @@ def save_vsrnet(model: VSRNet, path: Path | str, *, name: str | None = None, ext
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     tmp = path.with_name(path.name + ".tmp.safetensors")
     save_file(state, str(tmp), metadata=meta)
+    os.chmod(tmp, 0o644)  # safetensors creates 0600 files; weights are shared, read-only data
     tmp.replace(path)
 
 

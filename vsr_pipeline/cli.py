@@ -87,6 +87,7 @@ def _progress_bar(quiet: bool):
 @click.option("--tile-pad", type=int, default=16, show_default=True, help="LR context pixels around each tile.")
 @click.option("--batch", type=int, default=1, show_default=True, help="Windows per forward pass.")
 @click.option("--edge", type=click.Choice(["replicate", "reflect"]), default="replicate", show_default=True, help="How windows are filled at clip edges and scene cuts.")
+@click.option("--scene-threshold", type=float, default=27.0, show_default=True, help="Scene-cut sensitivity (PySceneDetect content score); windows never mix scenes. 0 turns detection off.")
 @click.option("--backend", type=click.Choice(["pyav", "ffmpeg"]), default="pyav", show_default=True, help="Writer: PyAV in process, or the ffmpeg binary (PATH, else imageio-ffmpeg's).")
 @click.option("--codec", "-c", default=None, help="Video encoder: libx264 (h264), libx265 (hevc), libsvtav1 (av1), libvpx-vp9 (vp9), ...  [default: libx264; libvpx-vp9 for .webm]")
 @click.option("--crf", type=int, default=None, help="Constant rate factor.  [default: 18 x264, 20 x265, 30 av1/vp9]")

@@ -20,6 +20,7 @@ import torch
 from vsr_pipeline.errors import ConfigError, InputError, OutputError
 from vsr_pipeline.io.probe import VideoInfo, probe
 from vsr_pipeline.io.reader import VideoReader
+from vsr_pipeline.io.scenes import SceneConfig, SceneDetector
 from vsr_pipeline.io.windows import windows
 from vsr_pipeline.io.writer import EncodeOptions, VideoWriter
 from vsr_pipeline.models.registry import load_model
@@ -43,6 +44,7 @@ class EnhanceConfig:
     on_error: str = "stop"  # damaged input: "stop" (fail) or "skip" (drop damaged frames, warn)
     edge: str = "replicate"  # window edges: "replicate" or "reflect"
     overwrite: bool = False  # replace an existing output file
+    scene_threshold: float = 27.0  # content-detector score that marks a scene cut; 0 = off
     runner: RunnerConfig = field(default_factory=RunnerConfig)  # device, tiling, batching
     encode: EncodeOptions = field(default_factory=EncodeOptions)  # writer backend and codec
 
@@ -136,7 +138,8 @@ def run_enhance(src: Path | str, dst: Path | str, config: EnhanceConfig, progres
                     progress(done, expected)
             batch.clear()
 
-        for win in windows(reader, size=5, edge=config.edge):
+        cuts = SceneDetector(SceneConfig(threshold=config.scene_threshold), fps=float(info.fps or 25))
+        for win in windows(reader, size=5, edge=config.edge, is_cut=cuts):
             batch.append(win)
             if len(batch) >= max(1, config.runner.batch):
                 flush()

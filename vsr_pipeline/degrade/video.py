@@ -208,19 +208,21 @@ def _encode_options(
     default_codec = CONTAINERS[ext][1] if ext in CONTAINERS else None  # unknown: the writer says so
     codec = CODEC_ALIASES.get((encode.codec or "").lower(), encode.codec or default_codec)
 
+    try:
+        formats = {f.name for f in (av.Codec(codec, "w").video_formats or [])} if codec else set()
+    except Exception:  # unknown encoder: the writer gives the message
+        formats = set()
     pix_fmt = encode.pix_fmt
-    if pix_fmt is None and codec is not None:
+    if pix_fmt is None:
         want = "yuv444p" if info.bit_depth <= 8 else "yuv444p10le"
-        try:
-            formats = {f.name for f in (av.Codec(codec, "w").video_formats or [])}
-        except Exception:  # unknown encoder: the writer gives the message
-            formats = set()
         if want in formats:
             pix_fmt = want
         elif "yuv444p" in formats:
             pix_fmt = "yuv444p"
     w, h = size
-    if pix_fmt is not None:
+    if not formats:
+        sub_w = sub_h = False  # unknown encoder or container: the writer refuses it with its own message
+    elif pix_fmt is not None:
         try:
             fmt = av.VideoFormat(pix_fmt)
             sub_w, sub_h = fmt.chroma_width(16) < 16, fmt.chroma_height(16) < 16
@@ -230,8 +232,9 @@ def _encode_options(
         sub_w = sub_h = True  # the writer's default is 4:2:0
     if (sub_w and w % 2) or (sub_h and h % 2):
         shown = pix_fmt or "4:2:0"
+        need = "an even width and height" if sub_w and sub_h else "an even width" if sub_w else "an even height"
         raise ConfigError(
-            f"The LR frames are {w}x{h}, and {shown} needs an even width and height; padding them would "
+            f"The LR frames are {w}x{h}, and {shown} needs {need}; padding them would "
             "change the LR size, so use a 4:4:4 format (--pix-fmt yuv444p) or an HR size that gives an even LR size."
         )
 

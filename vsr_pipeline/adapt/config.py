@@ -1,0 +1,57 @@
+"""Configuration of test-time adaptation: one frozen dataclass the CLI maps its options onto."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vsr_pipeline.errors import ConfigError
+
+METHODS = ("none", "consistency", "masked", "online", "internal")
+OBJECTIVES = ("consistency", "internal", "both")
+
+
+@dataclass(frozen=True)
+class AdaptConfig:
+    """How a network is adapted to a clip at test time (Lucas et al.; Goyal)."""
+
+    method: str = "none"  # none | consistency | masked | online | internal
+    degradation: str = "bicubic"  # A' as a spec string (see vsr_pipeline.degrade.operator); "estimate" needs a per-scene kernel
+    lr: float = 0.005  # SGD learning rate (Lucas et al., Sec. III)
+    momentum: float = 0.0  # SGD momentum; 0 = the paper's plain SGD
+    patience: int = 2  # early stopping: stop after this many steps without a new best loss (Algorithm 1)
+    max_steps: int = 100  # hard cap on steps per frame for consistency / masked / internal
+    objective: str = "consistency"  # loss of online and per-frame steps: consistency | internal | both
+    internal_weight: float = 1.0  # weight of the internal (DoG) loss when objective = both
+    dog_levels: int = 6  # DoG pyramid levels (Goyal)
+    dog_sigma: float = 3.0  # Gaussian sigma of the pyramid, LR pixels (Goyal)
+    dog_weight: float = 10.0  # weight W of the band-pass terms (Goyal)
+    mc_passes: int = 50  # stochastic passes for the variance map (Lucas et al.: 50)
+    mc_dropout: float = 0.0005  # dropout rate between residual blocks (Lucas et al.)
+    median: int = 3  # median filter size that cleans the mask; 1 = none
+    save_masks: str | None = None  # folder for variance maps and masks (PNG), None = do not save
+    steps_per_frame: int = 1  # online: SGD steps per frame, weights carried to the next frame
+    crop: int = 48  # online: LR crop size of a step; 0 = whole frames
+    crops: int = 1  # online: crops per step (a mini-batch)
+    reset_every: int = 0  # online: also restart from the trained weights every K frames (0 = only at scene cuts)
+    snapshot_every: int = 16  # online: keep adapted weights every K frames for random access
+    seed: int = 0  # seeds the online crops (per frame index) and the MC-dropout passes
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ConfigError(f"Unknown adaptation method '{self.method}'; use one of {', '.join(METHODS)}.")
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"Unknown adaptation objective '{self.objective}'; use one of {', '.join(OBJECTIVES)}.")
+        if not (self.lr > 0):
+            raise ConfigError(f"The adaptation learning rate must be positive, got {self.lr}.")
+        if self.patience < 1 or self.max_steps < 0 or self.steps_per_frame < 0:
+            raise ConfigError("--patience must be ≥ 1 and --max-steps / --steps-per-frame ≥ 0.")
+        if self.mc_passes < 2:
+            raise ConfigError(f"--mc-passes must be at least 2 to measure a variance, got {self.mc_passes}.")
+        if not (0.0 < self.mc_dropout < 1.0):
+            raise ConfigError(f"The MC-dropout rate must be in (0, 1), got {self.mc_dropout}.")
+        if self.median < 1 or self.median % 2 == 0:
+            raise ConfigError(f"The mask median filter size must be odd and ≥ 1, got {self.median}.")
+        if self.crop < 0 or self.crops < 1 or self.reset_every < 0 or self.snapshot_every < 1:
+            raise ConfigError("--crop must be ≥ 0, crops ≥ 1, reset-every ≥ 0 and snapshot-every ≥ 1.")
+        if self.dog_levels < 1 or not (self.dog_sigma > 0):
+            raise ConfigError("The DoG pyramid needs ≥ 1 level and a positive sigma.")

@@ -343,6 +343,9 @@ def _write_atomic(path: Path, data: bytes) -> Path:
         raise OutputError(f"Cannot write {str(path)!r} ({exc.strerror}).") from exc
     try:
         tmp.write_bytes(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a report is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

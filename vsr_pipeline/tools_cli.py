@@ -49,7 +49,10 @@ def degrade(
     degradation, optionally with noise.
 
     Timestamps, audio and subtitles are kept as `enhance` keeps them; OUT appears only when
-    the run succeeds. Example: vsrpipe degrade hr.mp4 lr.mp4 --scale 4 -d gauss:sigma=2.0
+    the run succeeds. Example:
+
+    \b
+        vsrpipe degrade hr.mp4 lr.mp4 --scale 4 -d gauss:sigma=2.0 --noise 2
     """
     from vsr_pipeline.degrade.video import degrade_video
     from vsr_pipeline.io.writer import EncodeOptions
@@ -112,6 +115,10 @@ def evaluate(
 
     Frames are matched by timestamp (within half a frame); both clips are streamed, never
     held whole in memory. The table goes to stdout (to stderr when --json - takes stdout).
+    Example:
+
+    \b
+        vsrpipe evaluate sr.mp4 -r hr.mp4 --json sr.json --csv sr.csv --plot sr_psnr.png
     """
     from vsr_pipeline import evaluate as ev
     from vsr_pipeline.runner import resolve_device
@@ -163,7 +170,9 @@ def compare(
     """Write a figure of the same zoomed crop of INPUTS side by side, as in SR papers.
 
     INPUTS are videos or images (.png, .jpg, ...) of one size. Example:
-    vsrpipe compare bicubic.mp4 ours.mp4 -r hr.mp4 --frame 10 --crop 300,120,64,48 -o fig.png
+
+    \b
+        vsrpipe compare bicubic.mp4 ours.mp4 -r hr.mp4 --frame 10 --crop 300,120,64,48 -o fig.png
     """
     from vsr_pipeline.evaluate import compare_frames
 

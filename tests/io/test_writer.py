@@ -147,3 +147,15 @@ def test_pixels_survive_lossless(tmp_path, backend):
     b = next(iter(VideoReader(out))).rgb
     assert (a - b).abs().max().item() < 2.5 / 255
     assert np.allclose(a.numpy(), b.numpy(), atol=2.5 / 255)
+
+
+def test_output_mode_follows_umask(tmp_path):
+    import os
+
+    c = make_clip(tmp_path / "in.mp4", n=2)
+    old = os.umask(0o022)
+    try:
+        _copy(c.path, tmp_path / "o.mp4", "pyav")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "o.mp4").stat().st_mode & 0o777 == 0o644

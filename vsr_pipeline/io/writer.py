@@ -221,6 +221,12 @@ def _codecs_of(muxer: str) -> frozenset[str]:
         container.close()
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def temp_path_for(path: Path) -> Path:
     """A fresh, hidden temporary path in the target's folder with the same extension."""
     fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".partial" + path.suffix, dir=path.parent)
@@ -286,6 +292,7 @@ class VideoWriter:
         assert self._impl is not None and self.tmp is not None
         try:
             self._impl.close(trailing_packets)
+            os.chmod(self.tmp, 0o666 & ~_umask())  # mkstemp made it 0600; honour the umask
             os.replace(self.tmp, self.path)
         except BaseException:
             self.abort()

@@ -1,0 +1,209 @@
+"""Data-consistency fine-tuning (Lucas et al., Algorithm 1, Eq. 2).
+
+Starting from the trained weights ψ̃, plain SGD minimises
+
+    L(ψ) = || A' f_ψ(y) − y ||²          (mean over pixels)
+
+for one window y, where A' is the degradation believed to have made the LR clip. The
+loop stops when the loss has not reached a new minimum for ``patience`` steps (early
+stopping) or after ``max_steps`` updates, and returns the output of the lowest loss seen.
+
+The network's output is brought to the requested output size first (the runner's rule:
+MATLAB bicubic to round(s·H) × round(s·W) when the requested scale s is not the model's
+native one), so A' always works at the true input scale.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vsr_pipeline.degrade.operator import Degradation
+from vsr_pipeline.degrade.resize import imresize
+from vsr_pipeline.errors import ConfigError
+from vsr_pipeline.runner import output_size
+
+log = logging.getLogger(__name__)
+
+Objective = Callable[[nn.Module], tuple[torch.Tensor, torch.Tensor]]  # net -> (output (B, C, oH, oW), scalar loss)
+
+
+def trainable_copy(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` whose parameters require gradients (the caller's model is untouched)."""
+    net = copy.deepcopy(model)
+    for p in net.parameters():
+        p.requires_grad_(True)
+    if hasattr(net, "set_mc_dropout"):
+        net.set_mc_dropout(None)
+    return net.eval()  # no batch-norm / dropout statistics to update: eval is the inference graph
+
+
+def upscale(model: nn.Module, windows: torch.Tensor, out_hw: tuple[int, int]) -> torch.Tensor:
+    """Run ``model`` on windows (B, T, C, H, W) and bring its output to ``out_hw``; differentiable.
+
+    Single-frame models get the centre frame, as in the runner. Returns (B, C, oH, oW),
+    not clamped.
+    """
+    if getattr(model.info, "frames", 5) == 1:
+        t = windows.shape[1] // 2
+        windows = windows[:, t : t + 1]
+    y = model(windows)  # (B, C, sH, sW), s = native scale
+    if tuple(y.shape[-2:]) != tuple(out_hw):
+        y = imresize(y, out_shape=out_hw)  # (B, C, oH, oW)
+    return y
+
+
+def check_degradation(degradation: Degradation, in_hw: tuple[int, int], scale: float) -> tuple[int, int]:
+    """The output size for LR frames of ``in_hw`` at ``scale``; raises ConfigError when A' does not map it back."""
+    out_hw = output_size(in_hw[0], in_hw[1], scale)
+    if abs(degradation.scale - scale) > 1e-9:
+        raise ConfigError(
+            f"The degradation '{degradation.spec}' is for scale {degradation.scale:g}, but the output scale is {scale:g}; "
+            "build it with the output scale."
+        )
+    back = degradation.lr_size(*out_hw)
+    if tuple(back) != tuple(in_hw):
+        raise ConfigError(
+            f"The degradation '{degradation.spec}' at scale {scale:g} turns the {out_hw[1]}x{out_hw[0]} output into "
+            f"{back[1]}x{back[0]}, not the {in_hw[1]}x{in_hw[0]} input, so it cannot be used for adaptation; "
+            "pick a scale that divides the frame size (or an integer scale)."
+        )
+    return out_hw
+
+
+def consistency_objective(windows: torch.Tensor, degradation: Degradation, out_hw: tuple[int, int]) -> Objective:
+    """Eq. 2 as a closure: net -> (f(y), mean((A' f(y) − y)²)), y the windows' centre frames (B, C, H, W)."""
+    y = windows[:, windows.shape[1] // 2]  # (B, C, H, W)
+
+    def objective(net: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        out = upscale(net, windows, out_hw)  # (B, C, oH, oW)
+        return out, F.mse_loss(degradation(out), y)
+
+    return objective
+
+
+def combine(*objectives: tuple[Objective, float]) -> Objective:
+    """Weighted sum of objectives; the output is the first one's."""
+
+    def objective(net: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        out, total = None, 0.0
+        for fn, weight in objectives:
+            o, loss = fn(net)
+            out = o if out is None else out
+            total = total + weight * loss
+        return out, total
+
+    return objective
+
+
+@dataclass
+class FinetuneResult:
+    """What one run of Algorithm 1 produced."""
+
+    output: torch.Tensor  # (B, C, oH, oW) output of the best weights (or the trained ones after divergence), detached
+    losses: list[float] = field(default_factory=list)  # loss before each update; losses[0] is the trained weights'
+    steps: int = 0  # SGD updates made
+    best_step: int = 0  # index into losses of the returned output
+    diverged: bool = False  # a loss was NaN/inf: the output is the trained weights'
+    state: dict | None = None  # state_dict of the best weights (None after divergence)
+
+    @property
+    def loss_before(self) -> float:
+        return self.losses[0] if self.losses else math.nan
+
+    @property
+    def loss_after(self) -> float:
+        return self.losses[self.best_step] if self.losses and not self.diverged else self.loss_before
+
+
+def finetune(
+    net: nn.Module,
+    objective: Objective,
+    *,
+    lr: float = 0.005,
+    momentum: float = 0.0,
+    patience: int = 2,
+    max_steps: int = 100,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> FinetuneResult:
+    """Algorithm 1: SGD on ``objective(net)`` with early stopping; ``net`` is updated in place.
+
+    Args:
+        net: the network to tune (a copy made by :func:`trainable_copy`; it ends at the last
+            weights tried, the best ones are in ``result.state``).
+        objective: net -> (output (B, C, oH, oW), scalar loss), e.g. :func:`consistency_objective`.
+        patience: stop once this many consecutive steps brought no new minimum.
+        max_steps: at most this many updates.
+        optimizer: an optimizer over ``net``'s parameters to continue (online transfer);
+            default: a fresh ``SGD(lr, momentum)``.
+
+    Returns:
+        A :class:`FinetuneResult`; on a NaN/inf loss the output falls back to the trained
+        weights' output (the first forward pass) and a warning is logged.
+    """
+    opt = optimizer or torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum)
+    result = FinetuneResult(output=torch.empty(0))
+    first: torch.Tensor | None = None
+    best = math.inf
+    bad = 0
+    for step in range(max_steps + 1):
+        with torch.enable_grad():
+            out, loss = objective(net)  # (B, C, oH, oW), ()
+        value = float(loss.detach())
+        if first is None:
+            first = out.detach()
+        if not math.isfinite(value) or not torch.isfinite(out).all():
+            log.warning("adaptation diverged (loss %s at step %d); using the trained weights for this frame", value, step)
+            result.diverged, result.output, result.state = True, first, None
+            result.losses.append(value)
+            return result
+        result.losses.append(value)
+        if value < best:
+            best, bad = value, 0
+            result.output, result.best_step = out.detach(), step
+            result.state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        else:
+            bad += 1
+            if bad >= patience:
+                break
+        if step == max_steps:
+            break
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        result.steps += 1
+    return result
+
+
+def adapt_consistency(
+    model: nn.Module,
+    windows: torch.Tensor,
+    degradation: Degradation,
+    scale: float,
+    *,
+    lr: float = 0.005,
+    momentum: float = 0.0,
+    patience: int = 2,
+    max_steps: int = 100,
+    extra: Objective | None = None,
+    extra_weight: float = 1.0,
+) -> FinetuneResult:
+    """Algorithm 1 on one batch of windows (B, T, C, H, W): fine-tune a copy of ``model``, return f_ψ̂(y).
+
+    ``degradation`` is A' at the output ``scale``; ``extra`` (e.g. the internal DoG
+    objective) is added to Eq. 2 with ``extra_weight`` when given. The caller's model is
+    not modified.
+    """
+    out_hw = check_degradation(degradation, tuple(windows.shape[-2:]), scale)
+    objective = consistency_objective(windows, degradation, out_hw)
+    if extra is not None:
+        objective = combine((objective, 1.0), (extra, extra_weight))
+    net = trainable_copy(model)
+    return finetune(net, objective, lr=lr, momentum=momentum, patience=patience, max_steps=max_steps)

@@ -17,6 +17,7 @@ from typing import Callable
 
 import torch
 
+from vsr_pipeline.adapt.config import AdaptConfig
 from vsr_pipeline.errors import ConfigError, InputError, OutputError
 from vsr_pipeline.io.probe import VideoInfo, probe
 from vsr_pipeline.io.reader import VideoReader
@@ -46,6 +47,8 @@ class EnhanceConfig:
     overwrite: bool = False  # replace an existing output file
     scene_threshold: float = 27.0  # content-detector score that marks a scene cut; 0 = off
     runner: RunnerConfig = field(default_factory=RunnerConfig)  # device, tiling, batching
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)  # test-time adaptation (method "none": off)
+    report: Path | None = None  # write the run report (adaptation records included) as JSON here
     encode: EncodeOptions = field(default_factory=EncodeOptions)  # writer backend and codec
 
 
@@ -61,6 +64,7 @@ class EnhanceResult:
     output_size: tuple[int, int]  # (width, height) of the output frames
     model: str  # model used
     device: str  # device used
+    adapt: dict | None = None  # adaptation report (totals and per-frame records), None without --adapt
 
     @property
     def fps(self) -> float:
@@ -98,12 +102,19 @@ def run_enhance(src: Path | str, dst: Path | str, config: EnhanceConfig, progres
     if config.start is not None and config.start < 0 or config.duration is not None and config.duration <= 0:
         raise ConfigError("--start must be ≥ 0 and --duration > 0.")
     check_paths(src, dst, config.overwrite)
+    if config.report is not None and Path(config.report).resolve() in (src.resolve(), dst.resolve()):
+        raise OutputError(f"--report {str(config.report)!r} would overwrite a video; choose another path.")
     info = probe(src)
     if config.start and info.duration is not None and config.start >= info.duration:
         raise InputError(f"--start {config.start:g} s is past the end of {str(src)!r} ({info.duration:.2f} s).")
 
     model = load_model(config.model, scale=config.scale)
     runner = Runner(model, config.scale, config.runner)
+    adapter = None
+    if config.adapt.method != "none":
+        from vsr_pipeline.adapt import Adapter
+
+        adapter = Adapter(model, config.scale, config.adapt, device=runner.device, degradation_for_scene=_kernel_hook(config))
     in_w, in_h = info.display_size
     out_h, out_w = output_size(in_h, in_w, config.scale)
 
@@ -129,7 +140,10 @@ def run_enhance(src: Path | str, dst: Path | str, config: EnhanceConfig, progres
         def flush() -> None:
             nonlocal done
             x = torch.stack([w.frames for w in batch])  # (B, T, C, H, W)
-            y = runner(x)  # (B, C, sH, sW)
+            if adapter is None:
+                y = runner(x)  # (B, C, sH, sW)
+            else:
+                y = adapter.process(x, [w.centre.index for w in batch], [w.scene for w in batch])
             for win, out in zip(batch, y):
                 f = win.centre
                 sink.put(out, f.pts, f.time_base, f.side_packets)
@@ -151,7 +165,7 @@ def run_enhance(src: Path | str, dst: Path | str, config: EnhanceConfig, progres
         raise
     if reader.stats.lost:
         log.warning("%d frame(s) of %s were lost to damage and skipped", reader.stats.lost, src)
-    return EnhanceResult(
+    result = EnhanceResult(
         output=dst,
         frames=done,
         lost_frames=reader.stats.lost,
@@ -160,7 +174,42 @@ def run_enhance(src: Path | str, dst: Path | str, config: EnhanceConfig, progres
         output_size=(out_w, out_h),
         model=model.info.name,
         device=str(runner.device),
+        adapt=adapter.report.to_dict() if adapter is not None else None,
     )
+    if config.report is not None:
+        write_report(config.report, result)
+    return result
+
+
+def write_report(path: Path, result: EnhanceResult) -> None:
+    """Write the run report as JSON (atomically: a temporary file renamed into place)."""
+    import json
+
+    data = {
+        "output": str(result.output),
+        "frames": result.frames,
+        "lost_frames": result.lost_frames,
+        "seconds": result.seconds,
+        "fps": result.fps,
+        "input_size": result.input_size,
+        "output_size": result.output_size,
+        "model": result.model,
+        "device": result.device,
+        "adapt": result.adapt,
+    }
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def _kernel_hook(config: EnhanceConfig):
+    """The per-scene kernel estimator for ``--degradation estimate`` (KernelGAN), else None."""
+    if config.adapt.degradation.split(",")[0].strip() != "estimate":
+        return None
+    from vsr_pipeline.adapt.kernelgan import KernelEstimator
+
+    return KernelEstimator(config.scale).degradation_for_scene
 
 
 def _expected_frames(info: VideoInfo, config: EnhanceConfig) -> int | None:

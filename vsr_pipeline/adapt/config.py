@@ -18,6 +18,7 @@ class AdaptConfig:
     degradation: str = "bicubic"  # A' as a spec string (see vsr_pipeline.degrade.operator); "estimate" needs a per-scene kernel
     lr: float = 0.005  # SGD learning rate (Lucas et al., Sec. III)
     momentum: float = 0.0  # SGD momentum; 0 = the paper's plain SGD
+    optimizer: str = "sgd"  # sgd (Lucas et al.) | adam (Goyal's online runs)
     patience: int = 2  # early stopping: stop after this many steps without a new best loss (Algorithm 1)
     max_steps: int = 100  # hard cap on steps per frame for consistency / masked / internal
     objective: str = "consistency"  # loss of online and per-frame steps: consistency | internal | both
@@ -41,6 +42,8 @@ class AdaptConfig:
             raise ConfigError(f"Unknown adaptation method '{self.method}'; use one of {', '.join(METHODS)}.")
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"Unknown adaptation objective '{self.objective}'; use one of {', '.join(OBJECTIVES)}.")
+        if self.optimizer not in ("sgd", "adam"):
+            raise ConfigError(f"Unknown optimizer '{self.optimizer}'; use sgd or adam.")
         if not (self.lr > 0):
             raise ConfigError(f"The adaptation learning rate must be positive, got {self.lr}.")
         if self.patience < 1 or self.max_steps < 0 or self.steps_per_frame < 0:

@@ -103,6 +103,15 @@ def combine(*objectives: tuple[Objective, float]) -> Objective:
     return objective
 
 
+def make_optimizer(net: nn.Module, name: str, lr: float, momentum: float = 0.0) -> torch.optim.Optimizer:
+    """SGD (Lucas et al.) or Adam (Goyal's online runs) over ``net``'s parameters."""
+    if name == "sgd":
+        return torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum)
+    if name == "adam":
+        return torch.optim.Adam(net.parameters(), lr=lr)
+    raise ConfigError(f"Unknown optimizer '{name}'; use sgd or adam.")
+
+
 @dataclass
 class FinetuneResult:
     """What one run of Algorithm 1 produced."""
@@ -131,7 +140,7 @@ def finetune(
     momentum: float = 0.0,
     patience: int = 2,
     max_steps: int = 100,
-    optimizer: torch.optim.Optimizer | None = None,
+    optimizer: str = "sgd",
 ) -> FinetuneResult:
     """Algorithm 1: SGD on ``objective(net)`` with early stopping; ``net`` is updated in place.
 
@@ -141,14 +150,13 @@ def finetune(
         objective: net -> (output (B, C, oH, oW), scalar loss), e.g. :func:`consistency_objective`.
         patience: stop once this many consecutive steps brought no new minimum.
         max_steps: at most this many updates.
-        optimizer: an optimizer over ``net``'s parameters to continue (online transfer);
-            default: a fresh ``SGD(lr, momentum)``.
+        optimizer: "sgd" (the paper's, with ``momentum``) or "adam".
 
     Returns:
         A :class:`FinetuneResult`; on a NaN/inf loss the output falls back to the trained
         weights' output (the first forward pass) and a warning is logged.
     """
-    opt = optimizer or torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum)
+    opt = make_optimizer(net, optimizer, lr, momentum)
     result = FinetuneResult(output=torch.empty(0))
     first: torch.Tensor | None = None
     best = math.inf
@@ -194,6 +202,7 @@ def adapt_consistency(
     max_steps: int = 100,
     extra: Objective | None = None,
     extra_weight: float = 1.0,
+    optimizer: str = "sgd",
 ) -> FinetuneResult:
     """Algorithm 1 on one batch of windows (B, T, C, H, W): fine-tune a copy of ``model``, return f_ψ̂(y).
 
@@ -206,4 +215,4 @@ def adapt_consistency(
     if extra is not None:
         objective = combine((objective, 1.0), (extra, extra_weight))
     net = trainable_copy(model)
-    return finetune(net, objective, lr=lr, momentum=momentum, patience=patience, max_steps=max_steps)
+    return finetune(net, objective, lr=lr, momentum=momentum, patience=patience, max_steps=max_steps, optimizer=optimizer)

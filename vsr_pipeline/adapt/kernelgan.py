@@ -72,6 +72,7 @@ __all__ = [
     "postprocess_kernel",
     "kernel_error",
     "kernel_orientation",
+    "kernel_image",
     "SCALES",
 ]
 
@@ -117,6 +118,7 @@ class KernelGANConfig:
     converged_tol: float = 0.02  # L1 change of the normalised kernel between checks that counts as converged
     min_iterations: int = 0  # never stop before this many iterations
     seed: int = 0  # weights init and crop draws; same seed, same kernel
+    threads: int = 1  # torch intra-op threads while training (tiny tensors: more only add overhead); 0 = as set
 
     def __post_init__(self) -> None:
         for name in ("iterations", "batch", "g_crop", "g_channels", "d_channels", "d_kernel", "check_every"):
@@ -329,10 +331,14 @@ def postprocess_kernel(k: np.ndarray | torch.Tensor, scale: int = 2, keep_larges
     if k.sum() <= 0:
         raise ValueError("the kernel has no positive mass")
     k = k / k.sum()
-    com = centre_of_mass(torch.from_numpy(k)).numpy()
     want = np.array(k.shape) // 2 + stride_offset(scale)
-    k = np.clip(_shift(k, *(want - com)), 0.0, None)
-    return k / k.sum()
+    for _ in range(4):  # mass shifted off the canvas moves the centre again: repeat until it sits
+        com = centre_of_mass(torch.from_numpy(k)).numpy()
+        if np.abs(want - com).max() < 1e-3:
+            break
+        k = np.clip(_shift(k, *(want - com)), 0.0, None)
+        k = k / k.sum()
+    return k
 
 
 def bicubic_kernel(scale: int) -> np.ndarray:
@@ -391,6 +397,20 @@ def kernel_orientation(k: np.ndarray | torch.Tensor) -> tuple[float, float]:
     disc = math.sqrt(max(tr * tr / 4 - det, 0.0))
     lo = max(tr / 2 - disc, 1e-12)
     return theta, (tr / 2 + disc) / lo
+
+
+def kernel_image(k: np.ndarray | torch.Tensor, cell: int = 12, vmax: float | None = None) -> np.ndarray:
+    """Render a kernel as an (kh·cell, kw·cell, 3) uint8 RGB picture (viridis, 0 to ``vmax``).
+
+    ``vmax`` defaults to the kernel's largest value; give the same one to compare kernels.
+    """
+    from matplotlib import colormaps
+
+    a = np.asarray(torch.as_tensor(np.asarray(k)).double())
+    top = float(a.max()) if vmax is None else float(vmax)
+    norm = np.clip(a / top, 0.0, 1.0) if top > 0 else np.zeros_like(a)
+    rgb = (colormaps["viridis"](norm)[..., :3] * 255 + 0.5).astype(np.uint8)  # (kh, kw, 3)
+    return np.repeat(np.repeat(rgb, cell, axis=0), cell, axis=1)
 
 
 # --- crops ----------------------------------------------------------------------------------
@@ -561,9 +581,15 @@ def estimate_kernel(frames, scale: int = 2, config: KernelGANConfig = KernelGANC
             f"the scene is flat (mean gradient {sampler.mean_gradient:.2g} < {config.min_gradient:g}), "
             "so it holds no detail to learn a blur from",
         )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        raw, iterations, reason = _train(sampler, config)
+    threads = torch.get_num_threads()
+    try:
+        if config.threads > 0:
+            torch.set_num_threads(config.threads)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            raw, iterations, reason = _train(sampler, config)
+    finally:
+        torch.set_num_threads(threads)
     seconds = time.perf_counter() - start
     if reason is None:
         try:
@@ -648,8 +674,8 @@ def _train(sampler: _CropSampler, cfg: KernelGANConfig) -> tuple[np.ndarray | No
         k = G.kernel().double()
     if not torch.isfinite(k).all():
         return None, it + 1, "training diverged (the kernel holds NaN)"
-    if not (0.25 < float(k.sum()) < 4.0):
-        return None, it + 1, f"training diverged (the kernel sums to {float(k.sum()):.3g}, not about 1)"
+    if not (0.5 < float(k.sum()) < 2.0):  # normalised afterwards; far from 1 means G is not there yet
+        log.info("KernelGAN: the raw kernel sums to %.3g after %d iterations", float(k.sum()), it + 1)
     return k.numpy(), it + 1, None
 
 

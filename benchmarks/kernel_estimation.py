@@ -8,7 +8,7 @@ KernelGAN sees those LR frames only. Measured per kernel:
 * kernel error: ||k̂ − k|| / ||k|| after centring both (``kernel_error``), for our fast mode,
   the reference recipe, and the bicubic kernel as a baseline;
 * SR accuracy: Y-PSNR (border crop = scale) of vsrnet-x4 after consistency fine-tuning
-  (``adapt_consistency``: plain SGD, lr 0.005, patience 2, at most --max-steps steps) on the
+  (``adapt_consistency``: Adam, lr 1e-4, patience 2, at most --max-steps steps) on the
   window of frames 150–154 (target 152, a --crop × --crop HR region), with A' built from
   (a) the bicubic assumption, (b) the fast estimate, (c) the reference estimate and
   (d) the ground-truth kernel; plus the network without adaptation;
@@ -55,6 +55,9 @@ FRAMES = (150, 160)  # the scene KernelGAN sees: bikes frames 150–159
 WINDOW = (150, 155)  # the five-frame window fine-tuned and scored (target frame 152)
 KERNEL_ARGS = {2: dict(size=11, lambda_range=(0.6, 5.0)), 4: dict(size=21, lambda_range=(0.6, 10.0))}
 SEED_BASE = {2: 0, 4: 100}
+# Fine-tuning: Adam at 1e-4. The paper's plain SGD at lr 0.005 on the mean squared error moves
+# PSNR by < 0.001 dB in 20 steps here (measured), which would hide any kernel's effect.
+LR = 1e-4
 
 
 def load_bikes(first: int, last: int) -> torch.Tensor:
@@ -80,7 +83,7 @@ def finetuned_psnr(model, windows, hr, degradation, scale: int, max_steps: int) 
     """Y-PSNR of the fine-tuned output against ``hr`` (C, sH, sW), and the SGD steps taken."""
     from vsr_pipeline.adapt.consistency import adapt_consistency
 
-    r = adapt_consistency(model, windows, degradation, scale, lr=0.005, patience=2, max_steps=max_steps)
+    r = adapt_consistency(model, windows, degradation, scale, lr=LR, optimizer="adam", patience=2, max_steps=max_steps)
     return float(psnr(quantize(r.output[0]), hr, crop=scale)), r.steps
 
 
@@ -107,7 +110,7 @@ def run(args: argparse.Namespace) -> None:
         done = {(r["scale"], r["seed"]) for r in map(json.loads, out.read_text().splitlines()) if r}
     fast_cfg = KernelGANConfig.fast()
     ref_cfg = KernelGANConfig.reference()
-    for i in range(args.kernels):
+    for i in range(args.first, args.first + args.kernels):
         seed = SEED_BASE[s] + i
         if (s, seed) in done:
             continue
@@ -124,7 +127,7 @@ def run(args: argparse.Namespace) -> None:
         rec["kernel_fast"] = fast.kernel.tolist()
         rec["err_fast"] = kernel_error(fast.kernel, k_true)
         rec["err_bicubic"] = kernel_error(bicubic_kernel(s), k_true)
-        if i < args.reference_kernels:
+        if i < args.reference_kernels:  # counted from kernel 0, not from --first
             t = time.perf_counter()
             ref = estimate_kernel(lr_all, s, ref_cfg)
             rec["t_ref"] = time.perf_counter() - t
@@ -234,9 +237,10 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--scale", type=int, choices=(2, 4), default=2)
     p.add_argument("--kernels", type=int, default=10, help="random kernels (seeds) to run")
+    p.add_argument("--first", type=int, default=0, help="start at this kernel (seed offset)")
     p.add_argument("--reference-kernels", type=int, default=10, help="of those, how many also get the 3000-iteration recipe")
     p.add_argument("--crop", type=int, default=192, help="side of the HR region fine-tuned and scored")
-    p.add_argument("--max-steps", type=int, default=20, help="SGD steps at most per fine-tuning (-1: skip fine-tuning)")
+    p.add_argument("--max-steps", type=int, default=40, help="Adam steps at most per fine-tuning (-1: skip fine-tuning)")
     p.add_argument("--out", default="runs/kernel-bench.jsonl", help="JSON lines, appended (finished kernels are skipped)")
     p.add_argument("--report", nargs="+", default=None, help="print the tables of these result files instead of running")
     p.add_argument("--figures", default=None, help="with --report: folder for the kernel pictures")

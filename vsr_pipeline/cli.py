@@ -78,7 +78,7 @@ def _progress_bar(quiet: bool):
 @click.argument("input", type=click.Path(path_type=Path, dir_okay=True))
 @click.argument("output", type=click.Path(path_type=Path, dir_okay=True))
 @click.option("--scale", "-s", type=float, default=4, show_default=True, help="Output scale (may differ from the model's native scale).")
-@click.option("--model", "-m", default=None, help="Registered model name (see `vsrpipe models`) or a .pth/.safetensors file.  [default: the shipped default model]")
+@click.option("--model", "-m", default=None, help="Registered model name (see `vsrpipe models`) or a .pth/.safetensors file.  [default: vsrnet-x4]")
 @click.option("--start", type=float, default=None, help="Process a section starting at this time (seconds).")
 @click.option("--duration", "-t", type=float, default=None, help="Length of the section to process (seconds).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")

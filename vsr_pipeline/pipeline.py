@@ -29,7 +29,7 @@ from vsr_pipeline.runner import Runner, RunnerConfig, output_size
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "bicubic"
+DEFAULT_MODEL = "vsrnet-x4"  # the shipped network; bicubic is the baseline
 
 Progress = Callable[[int, int | None], None]  # (frames done, frames expected or None)
 

@@ -74,7 +74,7 @@ def test_divergence_falls_back_to_the_trained_output_and_warns(caplog):
 def test_adapter_never_outputs_nan_after_divergence(caplog):
     hr = hr_clip()
     lr = parse_degradation("bicubic", 2)(hr)
-    adapter = Adapter(tiny_net(2), 2, AdaptConfig(method="consistency", lr=1e6, max_steps=5))  # blows up
+    adapter = Adapter(tiny_net(2), 2, AdaptConfig(optimizer="sgd", method="consistency", lr=1e6, max_steps=5))  # blows up
     with caplog.at_level(logging.WARNING):
         out = adapter.process(lr[None], [0], [0])
     assert torch.isfinite(out).all() and out.shape == (1, 3, 32, 32)
@@ -92,12 +92,12 @@ def test_non_native_scale_uses_the_runner_size():
 
 def test_bad_degradation_for_the_scale():
     with pytest.raises(ConfigError, match="integer scale"):
-        Adapter(tiny_net(2), 2.5, AdaptConfig(method="consistency", degradation="disk:radius=2,down=stride"))
+        Adapter(tiny_net(2), 2.5, AdaptConfig(optimizer="sgd", method="consistency", degradation="disk:radius=2,down=stride"))
     with pytest.raises(ConfigError, match="cannot be used for adaptation"):
         check_degradation(parse_degradation("bicubic", 2.5), (3, 3), 2.5)  # 8 px out -> 4 px back, not 3
     with pytest.raises(ConfigError, match="scale 3"):
         check_degradation(parse_degradation("bicubic", 3), (8, 8), 2)
     with pytest.raises(ConfigError, match="estimate"):
-        Adapter(tiny_net(2), 2, AdaptConfig(method="consistency", degradation="estimate"))
+        Adapter(tiny_net(2), 2, AdaptConfig(optimizer="sgd", method="consistency", degradation="estimate"))
     with pytest.raises(ConfigError, match="Unknown adaptation method"):
         AdaptConfig(method="magic")

@@ -29,7 +29,7 @@ def test_internal_objective_lowers_its_loss():
 
 def test_adapter_internal_and_both():
     lr = parse_degradation("bicubic", 2)(hr_clip(h=32, w=32))[None]
-    for cfg in (AdaptConfig(method="internal", lr=0.05, max_steps=2), AdaptConfig(method="consistency", objective="both", lr=0.05, max_steps=2)):
+    for cfg in (AdaptConfig(optimizer="sgd", method="internal", lr=0.05, max_steps=2), AdaptConfig(optimizer="sgd", method="consistency", objective="both", lr=0.05, max_steps=2)):
         a = Adapter(tiny_net(2), 2, cfg)
         assert a.process(lr, [0], [0]).shape == (1, 3, 32, 32)
         assert a.report.frames[0].steps == 2
@@ -43,7 +43,7 @@ def test_estimate_hook_is_called_once_per_scene():
         calls.append(scene)
         return gaussian_kernel(1.0, 7)  # (7, 7) kernel resolving "estimate"
 
-    a = Adapter(tiny_net(2), 2, AdaptConfig(method="consistency", degradation="estimate", max_steps=1), degradation_for_scene=hook)
+    a = Adapter(tiny_net(2), 2, AdaptConfig(optimizer="sgd", method="consistency", degradation="estimate", max_steps=1), degradation_for_scene=hook)
     a.process(torch.cat([lr, lr]), [0, 1], [0, 0])
     a.process(lr, [2], [1])
     assert calls == [0, 1]

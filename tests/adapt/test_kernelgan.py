@@ -291,3 +291,23 @@ def test_cli_refuses_to_overwrite(tmp_path):
     r = run("estimate-kernel", clip, "--out", tmp_path / "k.npy", "--iterations", "2")
     assert r.exit_code == 4 and "already exists" in r.output
     assert (tmp_path / "k.npy").read_bytes() == b"keep"
+
+
+def test_cli_scene_picks_the_nth_detected_scene(tmp_path):
+    import av
+
+    from clips import pattern
+
+    path = tmp_path / "cut.mp4"
+    with av.open(str(path), "w") as c:  # scene 0: texture, frames 0-9; scene 1: flat grey, frames 10-19
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 96, 80, "yuv444p"
+        for i in range(20):
+            img = pattern(i, 96, 80) if i < 10 else np.full((80, 96, 3), 200, np.uint8)
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    r = run("estimate-kernel", path, "--out", tmp_path / "k.npy", "--scene", "1", "--scale", "2")
+    assert r.exit_code == 0, r.output
+    assert "frames 10-19" in r.output and "flat" in r.output

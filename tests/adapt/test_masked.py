@@ -52,12 +52,14 @@ def test_output_keeps_trained_pixels_outside_the_mask(tmp_path):
     net = tiny_net(2)
     w = lr_windows()
     r = adapt_masked(net, w, parse_degradation("bicubic", 2), 2, passes=6, p=0.05, lr=0.5, max_steps=3)
+    r3 = adapt_masked(net, w, parse_degradation("bicubic", 2), 2, passes=6, p=0.05, lr=0.5, max_steps=3, loss="eq3")
+    assert torch.equal(r3.mask, r.mask) and r3.output.shape == r.output.shape
     with torch.no_grad():
         trained = upscale(net, w, (24, 24))
     outside = r.mask == 0
     assert 0 < r.mask.mean() < 1
     assert torch.allclose(r.output.expand_as(trained)[outside.expand_as(trained)], trained[outside.expand_as(trained)])
-    adapter = Adapter(net, 2, AdaptConfig(method="masked", mc_passes=4, mc_dropout=0.05, max_steps=2, save_masks=str(tmp_path / "m")))
+    adapter = Adapter(net, 2, AdaptConfig(optimizer="sgd", method="masked", mc_passes=4, mc_dropout=0.05, max_steps=2, save_masks=str(tmp_path / "m")))
     out = adapter.process(w, [7], [0])
     assert out.shape == (1, 3, 24, 24)
     assert (tmp_path / "m" / "mask_000007.png").is_file() and (tmp_path / "m" / "variance_000007.png").is_file()
@@ -66,6 +68,6 @@ def test_output_keeps_trained_pixels_outside_the_mask(tmp_path):
 
 def test_masked_needs_a_model_with_dropout():
     with pytest.raises(ConfigError, match="cannot host MC-dropout"):
-        Adapter(Bicubic(2), 2, AdaptConfig(method="masked"))
+        Adapter(Bicubic(2), 2, AdaptConfig(optimizer="sgd", method="masked"))
     with pytest.raises(ConfigError, match="at least 2"):
-        AdaptConfig(method="masked", mc_passes=1)
+        AdaptConfig(optimizer="sgd", method="masked", mc_passes=1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from helpers import hr_clip, tiny_net, window_at
+from helpers import hr_clip, tiny_net
 from vsr_pipeline.adapt import AdaptConfig, Adapter
 from vsr_pipeline.adapt.online import OnlineAdapter
 from vsr_pipeline.degrade.operator import parse_degradation
@@ -13,7 +13,7 @@ from vsr_pipeline.errors import ConfigError
 
 CUT = 4  # frames 0-3 are scene 0, 4-6 scene 1
 DEG = parse_degradation("gauss:sigma=1.0", 2)
-CFG = AdaptConfig(method="online", lr=0.5, steps_per_frame=2, crop=8, crops=2, snapshot_every=2, seed=1)
+CFG = AdaptConfig(optimizer="sgd", method="online", lr=0.5, steps_per_frame=2, crop=8, crops=2, snapshot_every=2, seed=1)
 
 
 def clip():
@@ -34,6 +34,19 @@ def windows_of(lr, scenes):
 
 def make(fetch=None, cfg=CFG):
     return OnlineAdapter(tiny_net(2), 2.0, cfg, lambda scene, w: DEG, fetch=fetch)
+
+
+def test_optimiser_state_is_carried():
+    lr, scenes = clip()
+    wins = windows_of(lr, scenes)
+    a = make(cfg=ADAM)
+    a.frame(wins[0], 0, 0)
+    state = a.opt.state_dict()["state"]
+    assert state and all(int(v["step"]) == 2 for v in state.values())
+    a.frame(wins[1], 1, 0)
+    assert all(int(v["step"]) == 4 for v in a.opt.state_dict()["state"].values())
+    a.frame(wins[CUT], CUT, 1)  # a cut: fresh optimiser
+    assert all(int(v["step"]) == 2 for v in a.opt.state_dict()["state"].values())
 
 
 def test_weights_carry_within_a_scene_and_reset_at_a_cut():
@@ -61,10 +74,14 @@ def test_weights_carry_within_a_scene_and_reset_at_a_cut():
     assert all(torch.equal(trained[k], v) for k, v in a.trained.state_dict().items())  # caller's model untouched
 
 
-def test_random_access_is_order_independent():
+ADAM = AdaptConfig(method="online", optimizer="adam", lr=1e-2, steps_per_frame=2, crop=8, crops=2, snapshot_every=3, seed=2)
+
+
+@pytest.mark.parametrize("cfg", [CFG, ADAM], ids=["sgd", "adam"])
+def test_random_access_is_order_independent(cfg):
     lr, scenes = clip()
     wins = windows_of(lr, scenes)
-    seq = make()
+    seq = make(cfg=cfg)
     expected = [seq.frame(wins[i], i, scenes[i]).output for i in range(len(wins))]
     fetched = []
 
@@ -72,7 +89,7 @@ def test_random_access_is_order_independent():
         fetched.append(i)
         return wins[i], scenes[i]
 
-    ra = make(fetch)
+    ra = make(fetch, cfg=cfg)
     for i in [5, 2, 6, 0, 3, 1, 4, 2, 6]:
         r = ra.frame(wins[i], i, scenes[i])
         assert torch.equal(r.output, expected[i]), f"frame {i}"
@@ -82,7 +99,7 @@ def test_random_access_is_order_independent():
 def test_reset_every_bounds_the_chain():
     lr, scenes = clip()
     wins = windows_of(lr, scenes)
-    cfg = AdaptConfig(method="online", lr=0.5, steps_per_frame=1, crop=8, reset_every=2, seed=1)
+    cfg = AdaptConfig(optimizer="sgd", method="online", lr=0.5, steps_per_frame=1, crop=8, reset_every=2, seed=1)
     seq = make(cfg=cfg)
     expected = [seq.frame(wins[i], i, scenes[i]).output for i in range(len(wins))]
     fetched = []
@@ -103,7 +120,7 @@ def test_out_of_order_without_fetch_is_refused():
 def test_adapter_online_report(tmp_path):
     lr, scenes = clip()
     wins = torch.stack(windows_of(lr, scenes))  # (7, 5, 3, 12, 12)
-    adapter = Adapter(tiny_net(2), 2, AdaptConfig(method="online", degradation="gauss:sigma=1.0", lr=0.5, crop=8))
+    adapter = Adapter(tiny_net(2), 2, AdaptConfig(optimizer="sgd", method="online", degradation="gauss:sigma=1.0", lr=0.5, crop=8, steps_per_frame=1))
     out = adapter.process(wins, list(range(7)), scenes)
     assert out.shape == (7, 3, 24, 24) and torch.isfinite(out).all()
     rep = adapter.report.to_dict()

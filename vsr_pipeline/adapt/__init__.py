@@ -222,7 +222,7 @@ class Adapter:
             m = adapt_masked(
                 self.model, window, deg, self.scale, passes=cfg.mc_passes, p=cfg.mc_dropout, median=cfg.median,
                 seed=cfg.seed + index, lr=cfg.lr, momentum=cfg.momentum, patience=cfg.patience, max_steps=cfg.max_steps,
-                optimizer=cfg.optimizer,
+                optimizer=cfg.optimizer, loss=cfg.mask_loss,
             )
             result, out = m.tune, m.output
             mask_fraction = float(m.mask.mean())

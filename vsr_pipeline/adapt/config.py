@@ -16,9 +16,9 @@ class AdaptConfig:
 
     method: str = "none"  # none | consistency | masked | online | internal
     degradation: str = "bicubic"  # A' as a spec string (see vsr_pipeline.degrade.operator); "estimate" needs a per-scene kernel
-    lr: float = 0.005  # SGD learning rate (Lucas et al., Sec. III)
+    optimizer: str = "adam"  # adam | sgd (Lucas et al.: plain SGD, lr 0.005); see docs/adaptation.md for the choice
+    lr: float = 3e-4  # learning rate, on the mean-squared loss (chosen on bigbuckbunny; SGD needs about 10)
     momentum: float = 0.0  # SGD momentum; 0 = the paper's plain SGD
-    optimizer: str = "sgd"  # sgd (Lucas et al.) | adam (Goyal's online runs)
     patience: int = 2  # early stopping: stop after this many steps without a new best loss (Algorithm 1)
     max_steps: int = 100  # hard cap on steps per frame for consistency / masked / internal
     objective: str = "consistency"  # loss of online and per-frame steps: consistency | internal | both
@@ -29,8 +29,9 @@ class AdaptConfig:
     mc_passes: int = 50  # stochastic passes for the variance map (Lucas et al.: 50)
     mc_dropout: float = 0.0005  # dropout rate between residual blocks (Lucas et al.)
     median: int = 3  # median filter size that cleans the mask; 1 = none
+    mask_loss: str = "residual"  # masked: residual = ||(A'f − y) ⊙ M_d||², eq3 = ||A'(f ⊙ M) − y ⊙ M_d||² (Eq. 3 as written)
     save_masks: str | None = None  # folder for variance maps and masks (PNG), None = do not save
-    steps_per_frame: int = 1  # online: SGD steps per frame, weights carried to the next frame
+    steps_per_frame: int = 2  # online: steps per frame, weights and optimiser state carried to the next frame
     crop: int = 48  # online: LR crop size of a step; 0 = whole frames
     crops: int = 1  # online: crops per step (a mini-batch)
     reset_every: int = 0  # online: also restart from the trained weights every K frames (0 = only at scene cuts)
@@ -52,6 +53,8 @@ class AdaptConfig:
             raise ConfigError(f"--mc-passes must be at least 2 to measure a variance, got {self.mc_passes}.")
         if not (0.0 < self.mc_dropout < 1.0):
             raise ConfigError(f"The MC-dropout rate must be in (0, 1), got {self.mc_dropout}.")
+        if self.mask_loss not in ("residual", "eq3"):
+            raise ConfigError(f"Unknown masked loss '{self.mask_loss}'; use residual or eq3.")
         if self.median < 1 or self.median % 2 == 0:
             raise ConfigError(f"The mask median filter size must be odd and ≥ 1, got {self.median}.")
         if self.crop < 0 or self.crops < 1 or self.reset_every < 0 or self.snapshot_every < 1:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import closing
 from pathlib import Path
 
 import click
@@ -37,16 +38,17 @@ def _scene_frames(path: Path, scene: int, keep: int) -> tuple[list, int, int]:
     first = starts[scene]
     end = starts[scene + 1] if scene + 1 < len(starts) else None
     kept, stride, count = [], 1, 0
-    for frame in VideoReader(path):
-        if frame.index < first:
-            continue
-        if end is not None and frame.index >= end:
-            break
-        if count % stride == 0:
-            kept.append(frame.rgb)
-            if len(kept) >= 2 * keep:  # thin out: every other one, and keep half as many from now on
-                kept, stride = kept[::2], stride * 2
-        count += 1
+    with closing(iter(VideoReader(path))) as reader:  # closing stops the decode thread on break
+        for frame in reader:
+            if frame.index < first:
+                continue
+            if end is not None and frame.index >= end:
+                break
+            if count % stride == 0:
+                kept.append(frame.rgb)
+                if len(kept) >= 2 * keep:  # thin out: every other one, and keep half as many from now on
+                    kept, stride = kept[::2], stride * 2
+            count += 1
     if not kept:
         raise InputError(f"Input file {str(path)!r} holds no frames in scene {scene}.")
     return kept, first, count
@@ -70,7 +72,7 @@ def _write_atomic(target: Path, write) -> Path:
 @click.option("--png", "png", type=click.Path(path_type=Path, dir_okay=True), default=None, help="Also write a picture of the kernel (.png).")
 @click.option("--scene", type=click.IntRange(min=0), default=0, show_default=True, help="Estimate from the N-th detected scene (0 is the first).")
 @click.option("--scale", "-s", type=click.Choice(["2", "4"]), default="4", show_default=True, help="SR factor the kernel is for; x4 is derived from the x2 estimate.")
-@click.option("--iterations", type=click.IntRange(min=1), default=None, help="Training iterations (the schedule scales with them).  [default: 600 with --fast, 3000 with --reference]")
+@click.option("--iterations", type=click.IntRange(min=1), default=None, help="Training iterations (the schedule scales with them).  [default: 700 with --fast, 3000 with --reference]")
 @click.option("--fast/--reference", default=True, show_default=True, help="Our fast mode (batched crops, early stop) or the published 3000-iteration recipe.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the weights and crop draws.")
 @click.option("--overwrite", "-y", is_flag=True, help="Replace --out/--png if they exist.")

@@ -127,7 +127,7 @@ class OnlineAdapter:
         weights, optim = self.snapshots[key]
         self.net.load_state_dict(weights)
         self.opt = self._optimizer()
-        self.opt.load_state_dict(optim)
+        self.opt.load_state_dict(_clone_state(optim))  # load_state_dict keeps the tensors: Adam would update the snapshot in place
         self.snapshots.move_to_end(key)
 
     def _snapshot(self, key: tuple[int, int]) -> None:

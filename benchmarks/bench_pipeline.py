@@ -30,6 +30,7 @@ from vsr_pipeline.io.reader import VideoReader
 from vsr_pipeline.io.windows import windows
 from vsr_pipeline.io.writer import EncodeOptions, VideoWriter, find_ffmpeg
 from vsr_pipeline.models.bicubic import Bicubic
+from vsr_pipeline.models.registry import load_model
 from vsr_pipeline.runner import Runner, RunnerConfig
 
 
@@ -44,19 +45,20 @@ def make_clip(dst: Path, frames: int) -> Path:
     return dst
 
 
-def bare_resize(clip: Path) -> float:
-    """Seconds for the bicubic runner on pre-decoded windows, no I/O."""
+def bare_resize(clip: Path, model: str = "bicubic") -> float:
+    """Seconds for the model's runner on pre-decoded windows, no I/O."""
     frames = list(VideoReader(clip))
-    runner = Runner(Bicubic(4), 4, RunnerConfig(device="cpu"))
+    net = Bicubic(4) if model == "bicubic" else load_model(model)
+    runner = Runner(net, 4, RunnerConfig(device="cpu"))
     t0 = time.perf_counter()
     for win in windows(frames):
         runner(win.frames[None])
     return time.perf_counter() - t0
 
 
-def api_enhance(clip: Path, out: Path, **kw) -> float:
+def api_enhance(clip: Path, out: Path, model: str = "bicubic", **kw) -> float:
     t0 = time.perf_counter()
-    vsr_pipeline.enhance(clip, out, scale=4, model="bicubic", overwrite=True, **kw)
+    vsr_pipeline.enhance(clip, out, scale=4, model=model, overwrite=True, **kw)
     return time.perf_counter() - t0
 
 
@@ -98,6 +100,14 @@ def main() -> None:
         for name, t in rows.items():
             m = statistics.median(t)
             print(f"  {name:28s} {m:7.2f} s  {100 / m:7.1f} fps  ratio {m / base:5.2f}")
+
+        print("\n(a') the same with the default network vsrnet-x4, 25 frames (compute-bound)")
+        c25 = make_clip(tmp / "c25.mp4", 25)
+        bare_net = [bare_resize(c25, "vsrnet-x4") for _ in range(args.runs)]
+        full_net = [api_enhance(c25, out, model="vsrnet-x4") for _ in range(args.runs)]
+        mb, mf = statistics.median(bare_net), statistics.median(full_net)
+        print(f"  {'bare vsrnet-x4 (no I/O)':28s} {mb:7.2f} s  {25 / mb:7.2f} fps  ratio  1.00")
+        print(f"  {'enhance, libx264 medium':28s} {mf:7.2f} s  {25 / mf:7.2f} fps  ratio {mf / mb:5.2f}")
 
         print("\n(b) peak RSS of `vsrpipe enhance` (bicubic x4)")
         rss = {}

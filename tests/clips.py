@@ -149,3 +149,29 @@ def read_back(path: Path) -> dict:
             elif packet.stream.type == "subtitle" and packet.size:
                 out["subtitle_packets"] += 1
     return out
+
+
+def make_empty_video(path: Path) -> Path:
+    """A container with a video stream header and no frames."""
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        c.start_encoding()
+    return path
+
+
+def make_still(path: Path) -> Path:
+    """A PNG picture."""
+    av.VideoFrame.from_ndarray(np.zeros((8, 8, 3), np.uint8), format="rgb24").to_image().save(path)
+    return path
+
+
+def make_wav(path: Path) -> Path:
+    """An audio-only file (0.1 s of silence)."""
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("pcm_s16le", rate=8000)
+        f = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16", layout="mono")
+        f.sample_rate = 8000
+        for p in s.encode(f):
+            c.mux(p)
+    return path

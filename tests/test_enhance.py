@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from resize_right import interp_methods, resize
 
 import vsr_pipeline
-from clips import make_clip, read_back
+from clips import make_clip, make_empty_video, make_still, make_wav, read_back
 from vsr_pipeline.cli import main
 from vsr_pipeline.io.reader import VideoReader
 
@@ -96,32 +96,17 @@ def test_missing_input(tmp_path):
 
 
 def test_text_image_audio_inputs(tmp_path):
-    import av
-
     txt = tmp_path / "notes.mp4"
     txt.write_text("not a video at all\n" * 20)
     _bad(tmp_path, txt, tmp_path / "out.mp4", code=3, match="is not a video")
-    img = tmp_path / "still.png"
-    av.VideoFrame.from_ndarray(np.zeros((8, 8, 3), np.uint8), format="rgb24").to_image().save(img)
+    img = make_still(tmp_path / "still.png")
     _bad(tmp_path, img, tmp_path / "out.mp4", code=3, match="still image")
-    wav = tmp_path / "tone.wav"
-    with av.open(str(wav), "w") as cont:
-        s = cont.add_stream("pcm_s16le", rate=8000)
-        f = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16", layout="mono")
-        f.sample_rate = 8000
-        for p in s.encode(f):
-            cont.mux(p)
+    wav = make_wav(tmp_path / "tone.wav")
     _bad(tmp_path, wav, tmp_path / "out.mp4", code=3, match="no video stream")
 
 
 def test_zero_frame_video(tmp_path):
-    import av
-
-    p = tmp_path / "empty.mkv"
-    with av.open(str(p), "w") as cont:
-        s = cont.add_stream("libx264", rate=25)
-        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
-        cont.start_encoding()
+    p = make_empty_video(tmp_path / "empty.mkv")
     _bad(tmp_path, p, tmp_path / "out.mp4", code=3, match="no video frames")
 
 

@@ -4,7 +4,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from clips import make_clip
+from clips import make_clip, make_empty_video, make_still, make_wav
 from vsr_pipeline.errors import DecodeError, InputError
 from vsr_pipeline.io.probe import probe
 from vsr_pipeline.io.reader import VideoReader
@@ -97,21 +97,10 @@ def test_not_a_video(tmp_path, content, what):
 
 
 def test_image_and_audio_only(tmp_path):
-    import av
-
-    img = tmp_path / "still.png"
-    av.VideoFrame.from_ndarray(np.zeros((8, 8, 3), np.uint8), format="rgb24").to_image().save(img)
     with pytest.raises(InputError, match="still image"):
-        probe(img)
-    wav = tmp_path / "tone.wav"
-    with av.open(str(wav), "w") as c:
-        s = c.add_stream("pcm_s16le", rate=8000)
-        f = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16", layout="mono")
-        f.sample_rate = 8000
-        for p in s.encode(f):
-            c.mux(p)
+        probe(make_still(tmp_path / "still.png"))
     with pytest.raises(InputError, match="no video stream"):
-        probe(wav)
+        probe(make_wav(tmp_path / "tone.wav"))
 
 
 def test_missing_input(tmp_path):
@@ -133,13 +122,7 @@ def test_truncated(tmp_path):
 
 
 def test_zero_frames(tmp_path):
-    import av
-
-    p = tmp_path / "empty.mkv"
-    with av.open(str(p), "w") as c:
-        s = c.add_stream("libx264", rate=25)
-        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
-        c.start_encoding()
+    p = make_empty_video(tmp_path / "empty.mkv")
     assert p.stat().st_size > 0
     with pytest.raises(InputError, match="holds no video frames"):
         probe(p)

@@ -90,10 +90,11 @@ def _progress_bar(quiet: bool):
 @click.option("--scene-threshold", type=float, default=27.0, show_default=True, help="Scene-cut sensitivity (PySceneDetect content score); windows never mix scenes. 0 turns detection off.")
 @click.option("--adapt", type=click.Choice(["none", "consistency", "masked", "online", "internal"]), default="none", show_default=True, help="Test-time adaptation: consistency (Lucas et al. Algorithm 1, per frame), masked (GAN-artifact mask), online (weights carried frame to frame), internal (ZSSR-style pairs).")
 @click.option("--degradation", default="bicubic", show_default=True, help="A' for adaptation: bicubic, gauss:sigma=2.0, aniso:l1=..,l2=..,theta=.., disk:radius=2, kernel:k.npy, or estimate (KernelGAN per scene).")
-@click.option("--adapt-lr", type=float, default=0.005, show_default=True, help="SGD learning rate of the adaptation.")
+@click.option("--adapt-optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True, help="Adaptation optimiser (Lucas et al. use SGD; see docs/adaptation.md for why Adam is the default).")
+@click.option("--adapt-lr", type=float, default=None, help="Adaptation learning rate.  [default: 3e-4 for adam, 0.005 for sgd]")
 @click.option("--patience", type=int, default=2, show_default=True, help="Early stopping: steps without improvement before stopping (consistency, masked, internal).")
 @click.option("--max-steps", type=int, default=100, show_default=True, help="Cap on adaptation steps per frame (consistency, masked, internal).")
-@click.option("--steps-per-frame", type=int, default=1, show_default=True, help="online: SGD steps per frame; the weights carry over to the next frame within a scene.")
+@click.option("--steps-per-frame", type=int, default=2, show_default=True, help="online: optimiser steps per frame; the weights carry over to the next frame within a scene.")
 @click.option("--objective", type=click.Choice(["consistency", "internal", "both"]), default="consistency", show_default=True, help="Loss of online/consistency steps: data consistency, internal DoG pairs, or both.")
 @click.option("--mc-passes", type=int, default=50, show_default=True, help="masked: stochastic MC-dropout passes for the variance map.")
 @click.option("--save-masks", type=click.Path(file_okay=False, path_type=Path), default=None, help="masked: write variance maps and masks as PNGs to this folder.")
@@ -109,7 +110,7 @@ def _progress_bar(quiet: bool):
 @click.option("--on-error", type=click.Choice(["stop", "skip"]), default="stop", show_default=True, help="Damaged input: stop with an error, or skip damaged frames and report how many were lost.")
 @click.option("--overwrite", "-y", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
-def enhance(input: Path, output: Path, quiet: bool, no_audio: bool, no_subtitles: bool, model: str | None, adapt_lr: float, save_masks: Path | None, **opts) -> None:
+def enhance(input: Path, output: Path, quiet: bool, no_audio: bool, no_subtitles: bool, model: str | None, adapt_lr: float | None, adapt_optimizer: str, save_masks: Path | None, **opts) -> None:
     """Upscale the video INPUT into OUTPUT (container from its extension: mp4, mkv, mov, webm).
 
     Every frame keeps its timestamp; audio and subtitles are copied; the output appears
@@ -127,7 +128,8 @@ def enhance(input: Path, output: Path, quiet: bool, no_audio: bool, no_subtitles
             model=model or DEFAULT_MODEL,
             copy_audio=not no_audio,
             copy_subtitles=not no_subtitles,
-            lr=adapt_lr,
+            optimizer=adapt_optimizer,
+            lr=adapt_lr if adapt_lr is not None else (3e-4 if adapt_optimizer == "adam" else 0.005),
             save_masks=str(save_masks) if save_masks is not None else None,
             progress=update,
             **opts,

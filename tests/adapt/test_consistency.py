@@ -63,6 +63,44 @@ def test_stops_by_the_patience_rule():
     assert r.steps == 2 and len(r.losses) == 3  # the cap
 
 
+class Scalar(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+
+
+def quadratic(net):
+    """Loss (w − 3)²: plain SGD with lr > 1 overshoots further at every step."""
+    return net.w.expand(1, 1, 1, 1), (net.w - 3) ** 2
+
+
+def test_backtracking_undoes_a_missed_step_and_retries_shorter():
+    plain = finetune(Scalar(), quadratic, lr=1.5, patience=2, max_steps=20, optimizer="sgd")
+    assert plain.best_step == 0 and plain.losses[:3] == [9.0, 36.0, 144.0]  # Algorithm 1 as published: stuck
+    bt = finetune(Scalar(), quadratic, lr=1.5, patience=2, max_steps=20, optimizer="sgd", backtrack=0.5)
+    # step 1 (lr 1.5) lands on w = 9: a miss, undone; the retry from w = 0 with lr 0.75 lands on 4.5
+    assert bt.losses[:3] == [9.0, 36.0, 2.25]
+    assert bt.loss_after < 1e-4 and not bt.diverged
+    assert float(bt.state["w"]) == pytest.approx(3.0, abs=1e-2)
+
+
+def test_backtracking_keeps_the_patience_rule_and_the_cap():
+    r = finetune(tiny_net(2), scripted([5.0, 4.0, 6.0, 7.0, 1.0]), lr=0.1, patience=2, max_steps=50, backtrack=0.5)
+    assert r.losses == [5.0, 4.0, 6.0, 7.0] and r.best_step == 1  # two misses in a row, even with retries
+    r = finetune(tiny_net(2), scripted([5.0, 4.0, 6.0, 3.0, 2.0, 1.0]), lr=0.1, patience=2, max_steps=4, backtrack=0.5)
+    assert r.steps == 4 and r.best_step == 5 - 1
+
+
+def test_backtracking_retries_after_a_non_finite_loss(caplog):
+    with caplog.at_level(logging.WARNING):
+        r = finetune(tiny_net(2), scripted([1.0, 0.5, math.nan, 0.25, 0.3, 0.4]), lr=0.1, patience=2, backtrack=0.5)
+    assert not r.diverged and r.loss_after == 0.25 and "diverged" not in caplog.text
+    with pytest.raises(ConfigError, match="backtracking factor"):
+        finetune(tiny_net(2), scripted([1.0]), lr=0.1, backtrack=1.5)
+    with pytest.raises(ConfigError, match="--backtrack"):
+        AdaptConfig(method="consistency", backtrack=-0.1)
+
+
 def test_divergence_falls_back_to_the_trained_output_and_warns(caplog):
     net = tiny_net(2)
     with caplog.at_level(logging.WARNING):

@@ -222,7 +222,7 @@ class Adapter:
             m = adapt_masked(
                 self.model, window, deg, self.scale, passes=cfg.mc_passes, p=cfg.mc_dropout, median=cfg.median,
                 seed=cfg.seed + index, lr=cfg.lr, momentum=cfg.momentum, patience=cfg.patience, max_steps=cfg.max_steps,
-                optimizer=cfg.optimizer, loss=cfg.mask_loss,
+                optimizer=cfg.optimizer, loss=cfg.mask_loss, backtrack=cfg.backtrack,
             )
             result, out = m.tune, m.output
             mask_fraction = float(m.mask.mean())
@@ -233,6 +233,7 @@ class Adapter:
             result = finetune(
                 trainable_copy(self.model), internal_objective(window, deg, out_hw, self.dog),
                 lr=cfg.lr, momentum=cfg.momentum, patience=cfg.patience, max_steps=cfg.max_steps, optimizer=cfg.optimizer,
+                backtrack=cfg.backtrack,
             )
             out = result.output
         else:  # consistency, optionally with the internal objective beside Eq. 2
@@ -243,6 +244,7 @@ class Adapter:
             result = adapt_consistency(
                 self.model, window, deg, self.scale, lr=cfg.lr, momentum=cfg.momentum, patience=cfg.patience,
                 max_steps=cfg.max_steps, extra=extra, extra_weight=cfg.internal_weight, optimizer=cfg.optimizer,
+                backtrack=cfg.backtrack,
             )
             out = result.output
         self.report.frames.append(_record(index, scene, result, time.perf_counter() - t0, mask_fraction))

@@ -21,6 +21,7 @@ class AdaptConfig:
     momentum: float = 0.0  # SGD momentum; 0 = the paper's plain SGD
     patience: int = 2  # early stopping: stop after this many steps without a new best loss (Algorithm 1)
     max_steps: int = 100  # hard cap on steps per frame for consistency / masked / internal
+    backtrack: float = 0.0  # 0 = Algorithm 1 as published; in (0, 1): undo a step that brings no new minimum, retry with lr × this
     objective: str = "consistency"  # loss of online and per-frame steps: consistency | internal | both
     internal_weight: float = 1.0  # weight of the internal (DoG) loss when objective = both
     dog_levels: int = 6  # DoG pyramid levels (Goyal)
@@ -49,6 +50,8 @@ class AdaptConfig:
             raise ConfigError(f"The adaptation learning rate must be positive, got {self.lr}.")
         if self.patience < 1 or self.max_steps < 0 or self.steps_per_frame < 0:
             raise ConfigError("--patience must be ≥ 1 and --max-steps / --steps-per-frame ≥ 0.")
+        if not (0.0 <= self.backtrack < 1.0):
+            raise ConfigError(f"--backtrack must be in [0, 1) (0 = off), got {self.backtrack}.")
         if self.mc_passes < 2:
             raise ConfigError(f"--mc-passes must be at least 2 to measure a variance, got {self.mc_passes}.")
         if not (0.0 < self.mc_dropout < 1.0):

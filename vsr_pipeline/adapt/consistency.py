@@ -141,6 +141,7 @@ def finetune(
     patience: int = 2,
     max_steps: int = 100,
     optimizer: str = "sgd",
+    backtrack: float = 0.0,
 ) -> FinetuneResult:
     """Algorithm 1: SGD on ``objective(net)`` with early stopping; ``net`` is updated in place.
 
@@ -151,16 +152,26 @@ def finetune(
         patience: stop once this many consecutive steps brought no new minimum.
         max_steps: at most this many updates.
         optimizer: "sgd" (the paper's, with ``momentum``) or "adam".
+        backtrack: 0 = Algorithm 1 as published (a step that brings no new minimum is kept
+            and the next step starts from it). In (0, 1): such a step is undone instead —
+            weights, optimiser state and gradient go back to the best point — and the step
+            is retried from there with the learning rate multiplied by ``backtrack``
+            (a backtracking line search); ``patience`` still counts consecutive misses.
 
     Returns:
         A :class:`FinetuneResult`; on a NaN/inf loss the output falls back to the trained
         weights' output (the first forward pass) and a warning is logged.
     """
+    if not (0.0 <= backtrack < 1.0):
+        raise ConfigError(f"The backtracking factor must be in [0, 1), got {backtrack}.")
     opt = make_optimizer(net, optimizer, lr, momentum)
+    params = [p for p in net.parameters() if p.requires_grad]
     result = FinetuneResult(output=torch.empty(0))
     first: torch.Tensor | None = None
     best = math.inf
     bad = 0
+    rate = lr
+    at_best: tuple[dict, list[torch.Tensor | None]] | None = None  # optimiser state and gradient at the best point
     for step in range(max_steps + 1):
         with torch.enable_grad():
             out, loss = objective(net)  # (B, C, oH, oW), ()
@@ -168,12 +179,17 @@ def finetune(
         if first is None:
             first = out.detach()
         if not math.isfinite(value) or not torch.isfinite(out).all():
-            log.warning("adaptation diverged (loss %s at step %d); using the trained weights for this frame", value, step)
-            result.diverged, result.output, result.state = True, first, None
-            result.losses.append(value)
-            return result
+            if backtrack and at_best is not None and bad + 1 < patience and step < max_steps:
+                log.info("adaptation step %d gave a non-finite loss; backtracking", step)
+                value = math.inf  # a miss like any other: undo it and retry with a smaller step
+            else:
+                log.warning("adaptation diverged (loss %s at step %d); using the trained weights for this frame", value, step)
+                result.diverged, result.output, result.state = True, first, None
+                result.losses.append(value)
+                return result
         result.losses.append(value)
-        if value < best:
+        improved = value < best
+        if improved:
             best, bad = value, 0
             result.output, result.best_step = out.detach(), step
             result.state = {k: v.detach().clone() for k, v in net.state_dict().items()}
@@ -183,8 +199,20 @@ def finetune(
                 break
         if step == max_steps:
             break
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
+        if backtrack and not improved and at_best is not None:
+            # Undo the last step: best weights, optimiser state and gradient, then a shorter step.
+            net.load_state_dict(result.state)
+            opt.load_state_dict(copy.deepcopy(at_best[0]))
+            for p, g in zip(params, at_best[1]):
+                p.grad = None if g is None else g.clone()
+            rate *= backtrack
+        else:
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if backtrack:
+                at_best = (copy.deepcopy(opt.state_dict()), [None if p.grad is None else p.grad.clone() for p in params])
+        for group in opt.param_groups:
+            group["lr"] = rate
         opt.step()
         result.steps += 1
     return result
@@ -203,6 +231,7 @@ def adapt_consistency(
     extra: Objective | None = None,
     extra_weight: float = 1.0,
     optimizer: str = "sgd",
+    backtrack: float = 0.0,
 ) -> FinetuneResult:
     """Algorithm 1 on one batch of windows (B, T, C, H, W): fine-tune a copy of ``model``, return f_ψ̂(y).
 
@@ -215,4 +244,7 @@ def adapt_consistency(
     if extra is not None:
         objective = combine((objective, 1.0), (extra, extra_weight))
     net = trainable_copy(model)
-    return finetune(net, objective, lr=lr, momentum=momentum, patience=patience, max_steps=max_steps, optimizer=optimizer)
+    return finetune(
+        net, objective, lr=lr, momentum=momentum, patience=patience, max_steps=max_steps, optimizer=optimizer,
+        backtrack=backtrack,
+    )

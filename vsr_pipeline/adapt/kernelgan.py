@@ -69,6 +69,7 @@ __all__ = [
     "centre_loss",
     "boundary_mask",
     "centre_of_mass",
+    "kernel_covariance",
     "postprocess_kernel",
     "kernel_error",
     "kernel_orientation",
@@ -294,6 +295,16 @@ def centre_of_mass(k: torch.Tensor) -> torch.Tensor:
     cols = torch.arange(k.shape[1], dtype=k.dtype, device=k.device)
     total = k.sum()
     return torch.stack(((k.sum(1) * rows).sum() / total, (k.sum(0) * cols).sum() / total))
+
+
+def kernel_covariance(k: np.ndarray | torch.Tensor) -> np.ndarray:
+    """The 2×2 covariance (px²) of a kernel's (non-negative) mass about its centre of mass; (row, col) order."""
+    k = np.clip(np.asarray(torch.as_tensor(k).detach().cpu().double().numpy()), 0.0, None)
+    k = k / k.sum()
+    rows, cols = np.mgrid[0 : k.shape[0], 0 : k.shape[1]].astype(np.float64)
+    r0, c0 = (k * rows).sum(), (k * cols).sum()
+    dr, dc = rows - r0, cols - c0
+    return np.array([[(k * dr * dr).sum(), (k * dr * dc).sum()], [(k * dr * dc).sum(), (k * dc * dc).sum()]])
 
 
 def centre_loss(k: torch.Tensor, scale: int = 2) -> torch.Tensor:

@@ -64,6 +64,7 @@ def adapt_masked(
     max_steps: int = 100,
     optimizer: str = "sgd",
     loss: str = "residual",
+    backtrack: float = 0.0,
 ) -> MaskedResult:
     """Sec. VI on windows (B, T, C, H, W): variance map, mask, Eq. 3 fine-tuning of a copy, Eq. 4 blend.
 
@@ -86,7 +87,10 @@ def adapt_masked(
             return out, F.mse_loss(degradation(out * mask), y * mask_d)  # Eq. 3 as written
         return out, F.mse_loss((degradation(out) - y) * mask_d, torch.zeros_like(y))
 
-    tune = finetune(trainable_copy(model), objective, lr=lr, momentum=momentum, patience=patience, max_steps=max_steps, optimizer=optimizer)
+    tune = finetune(
+        trainable_copy(model), objective, lr=lr, momentum=momentum, patience=patience, max_steps=max_steps,
+        optimizer=optimizer, backtrack=backtrack,
+    )
     with torch.no_grad():
         trained = upscale(model, windows, out_hw)  # f_ψ̃(y), dropout off
     # tune.output is f_ψ̂(y) at the lowest loss (or f_ψ̃(y) itself after a divergence)

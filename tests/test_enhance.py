@@ -211,13 +211,19 @@ def test_ctrl_c_exit_130(tmp_path):
         [sys.executable, "-m", "vsr_pipeline.cli", "enhance", str(c.path), str(out), "-s", "4", "--preset", "slow"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    deadline = time.time() + 60
-    while not list(tmp_path.glob(".*partial*")) and time.time() < deadline and proc.poll() is None:
+    started, seen = time.time(), None
+    while seen is None and time.time() < started + 120 and proc.poll() is None:
+        if list(tmp_path.glob(".*partial*")):
+            seen = time.time() - started
         time.sleep(0.05)
     time.sleep(0.3)
+    running = proc.poll() is None
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    # Say which precondition failed, so that a slow machine is told apart from a lost Ctrl-C.
+    assert seen is not None, f"no partial output appeared in {time.time() - started:.0f} s: {err}"
+    assert running, f"the run ended before the signal (partial seen after {seen:.1f} s): {err}"
+    assert proc.returncode == 130, f"SIGINT sent {seen + 0.3:.1f} s in, while running: {err}"
     assert "Interrupted" in err and "Traceback" not in err
     assert leftovers(tmp_path, {"in.mp4"}) == []
 

@@ -204,12 +204,14 @@ def write_report(path: Path, result: EnhanceResult) -> None:
 
 
 def _kernel_hook(config: EnhanceConfig):
-    """The per-scene kernel estimator for ``--degradation estimate`` (KernelGAN), else None."""
+    """The per-scene kernel estimator for ``--degradation estimate`` (``config.adapt.kernel_method``), else None."""
     if config.adapt.degradation.split(",")[0].strip() != "estimate":
         return None
-    from vsr_pipeline.adapt.kernelgan import KernelEstimator
+    from vsr_pipeline.adapt.kernelgan import KernelEstimator, KernelGANConfig
+    from vsr_pipeline.adapt.spectral_kernel import SpectralConfig
 
-    return KernelEstimator(config.scale).degradation_for_scene
+    method = SpectralConfig() if config.adapt.kernel_method == "spectral" else KernelGANConfig.fast()
+    return KernelEstimator(config.scale, method).degradation_for_scene
 
 
 def _expected_frames(info: VideoInfo, config: EnhanceConfig) -> int | None:

@@ -251,7 +251,7 @@ def files(folder: Path) -> list[str]:
 
 def test_cli_writes_kernel_and_picture(tmp_path):
     clip = make_clip(tmp_path / "in.mp4", n=4, size=(96, 80)).path
-    r = run("estimate-kernel", clip, "--out", tmp_path / "k.npy", "--png", tmp_path / "k.png", "--scale", "4", "--iterations", "8")
+    r = run("estimate-kernel", clip, "--out", tmp_path / "k.npy", "--png", tmp_path / "k.png", "--scale", "4", "--method", "kernelgan", "--iterations", "8")
     assert r.exit_code == 0, r.output
     k = np.load(tmp_path / "k.npy")
     assert k.shape == (25, 25) and k.sum() == pytest.approx(1.0)
@@ -291,7 +291,7 @@ def test_cli_bad_input_leaves_nothing(tmp_path, monkeypatch, args, code, words):
 def test_cli_refuses_to_overwrite(tmp_path):
     clip = make_clip(tmp_path / "in.mp4", n=3, size=(96, 80)).path
     (tmp_path / "k.npy").write_bytes(b"keep")
-    r = run("estimate-kernel", clip, "--out", tmp_path / "k.npy", "--iterations", "2")
+    r = run("estimate-kernel", clip, "--out", tmp_path / "k.npy", "--method", "kernelgan", "--iterations", "2")
     assert r.exit_code == 4 and "already exists" in r.output
     assert (tmp_path / "k.npy").read_bytes() == b"keep"
 

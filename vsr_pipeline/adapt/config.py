@@ -8,6 +8,7 @@ from vsr_pipeline.errors import ConfigError
 
 METHODS = ("none", "consistency", "masked", "online", "internal")
 OBJECTIVES = ("consistency", "internal", "both")
+KERNEL_METHODS = ("spectral", "kernelgan")  # estimators behind --degradation estimate (docs/kernel-estimation.md)
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,7 @@ class AdaptConfig:
 
     method: str = "none"  # none | consistency | masked | online | internal
     degradation: str = "bicubic"  # A' as a spec string (see vsr_pipeline.degrade.operator); "estimate" needs a per-scene kernel
+    kernel_method: str = "spectral"  # how "estimate" estimates each scene's kernel: spectral (closed form) | kernelgan (fast mode)
     optimizer: str = "adam"  # adam | sgd (Lucas et al.: plain SGD, lr 0.005); see docs/adaptation.md for the choice
     lr: float = 3e-4  # learning rate, on the mean-squared loss (chosen on bigbuckbunny; SGD needs about 10)
     momentum: float = 0.0  # SGD momentum; 0 = the paper's plain SGD
@@ -44,6 +46,8 @@ class AdaptConfig:
             raise ConfigError(f"Unknown adaptation method '{self.method}'; use one of {', '.join(METHODS)}.")
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"Unknown adaptation objective '{self.objective}'; use one of {', '.join(OBJECTIVES)}.")
+        if self.kernel_method not in KERNEL_METHODS:
+            raise ConfigError(f"Unknown kernel estimation method '{self.kernel_method}'; use one of {', '.join(KERNEL_METHODS)}.")
         if self.optimizer not in ("sgd", "adam"):
             raise ConfigError(f"Unknown optimizer '{self.optimizer}'; use sgd or adam.")
         if not (self.lr > 0):

@@ -1,4 +1,4 @@
-"""``vsrpipe estimate-kernel``: one scene's SR kernel (KernelGAN) written as a .npy file.
+"""``vsrpipe estimate-kernel``: one scene's SR kernel (spectral fit or KernelGAN) written as a .npy file.
 
 Registered on the ``vsrpipe`` group by :func:`vsr_pipeline.cli._register`; the group turns
 every :class:`~vsr_pipeline.errors.VsrError` into one sentence and its exit code.
@@ -71,40 +71,48 @@ def _write_atomic(target: Path, write) -> Path:
 @click.option("--out", "-o", "out", type=click.Path(path_type=Path, dir_okay=True), required=True, help="Where to write the kernel (.npy, float64, sums to 1; use it as -d kernel:FILE).")
 @click.option("--png", "png", type=click.Path(path_type=Path, dir_okay=True), default=None, help="Also write a picture of the kernel (.png).")
 @click.option("--scene", type=click.IntRange(min=0), default=0, show_default=True, help="Estimate from the N-th detected scene (0 is the first).")
-@click.option("--scale", "-s", type=click.Choice(["2", "4"]), default="4", show_default=True, help="SR factor the kernel is for; x4 is derived from the x2 estimate.")
-@click.option("--iterations", type=click.IntRange(min=1), default=None, help="Training iterations (the schedule scales with them).  [default: 700 with --fast, 3000 with --reference]")
-@click.option("--fast/--reference", default=True, show_default=True, help="Our fast mode (batched crops, early stop) or the published 3000-iteration recipe.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the weights and crop draws.")
+@click.option("--scale", "-s", type=click.Choice(["2", "4"]), default="4", show_default=True, help="SR factor the kernel is for (spectral: fitted at that scale; kernelgan: x4 is derived from the x2 estimate).")
+@click.option("--method", type=click.Choice(["spectral", "kernelgan"]), default="spectral", show_default=True, help="spectral: closed-form fit of the scene's power spectrum (milliseconds); kernelgan: KernelGAN (a minute or more; unreliable, see docs/kernel-estimation.md).")
+@click.option("--iterations", type=click.IntRange(min=1), default=None, help="kernelgan: training iterations (the schedule scales with them).  [default: 700 with --fast, 3000 with --reference]")
+@click.option("--fast/--reference", default=None, help="kernelgan: our fast mode (the recipe's first 700 iterations, early stop; the default) or the published 3000-iteration recipe.")
+@click.option("--seed", type=int, default=0, show_default=True, help="kernelgan: seed of the weights and crop draws (the spectral fit is deterministic).")
 @click.option("--overwrite", "-y", is_flag=True, help="Replace --out/--png if they exist.")
 @click.option("--quiet", "-q", is_flag=True, help="No summary line.")
 def estimate_kernel_command(
-    input: Path, out: Path, png: Path | None, scene: int, scale: str, iterations: int | None, fast: bool,
-    seed: int, overwrite: bool, quiet: bool,
+    input: Path, out: Path, png: Path | None, scene: int, scale: str, method: str, iterations: int | None,
+    fast: bool | None, seed: int, overwrite: bool, quiet: bool,
 ) -> None:
-    """Estimate the blur (SR) kernel of one scene of the LR clip INPUT with KernelGAN.
+    """Estimate the blur (SR) kernel of one scene of the LR clip INPUT.
 
     The kernel is the whole SR kernel in the KernelGAN/DIV2KRK sense (correlate, keep every
-    s-th pixel), ready for `--degradation kernel:FILE`. Scenes too small, flat or unstable
-    to learn from fall back to the bicubic kernel, with a warning saying why. Example:
+    s-th pixel), ready for `--degradation kernel:FILE`. Scenes too small, flat or noisy to
+    read a blur from fall back to the bicubic kernel, with a warning saying why. Example:
 
     \b
         vsrpipe estimate-kernel lr.mp4 --out k4.npy --png k4.png --scale 4 --scene 1
     """
     from PIL import Image
 
-    from vsr_pipeline.adapt.kernelgan import KernelGANConfig, estimate_kernel, kernel_image
+    from vsr_pipeline.adapt.kernelgan import KernelGANConfig, estimate_with, kernel_image
+    from vsr_pipeline.adapt.spectral_kernel import SpectralConfig
 
+    if method == "spectral" and (fast is not None or iterations is not None):
+        given = "--iterations" if iterations is not None else ("--fast" if fast else "--reference")
+        raise ConfigError(f"{given} applies to --method kernelgan only; the spectral fit has no training.")
     _check_output(out, ".npy", "--out", input, overwrite)
     if png is not None:
         _check_output(png, ".png", "--png", input, overwrite)
         if png.resolve() == out.resolve():
             raise OutputError(f"--png and --out are the same file {str(out)!r}; give two paths.")
-    config = KernelGANConfig.fast(seed=seed) if fast else KernelGANConfig.reference(seed=seed)
-    if iterations is not None:
-        config = config.with_iterations(iterations)
+    if method == "spectral":
+        config = SpectralConfig()
+    else:
+        config = KernelGANConfig.fast(seed=seed) if fast in (None, True) else KernelGANConfig.reference(seed=seed)
+        if iterations is not None:
+            config = config.with_iterations(iterations)
 
     frames, first, count = _scene_frames(input, scene, config.max_frames)
-    result = estimate_kernel(frames, int(scale), config)
+    result = estimate_with(frames, int(scale), config)
     if result.fallback:
         click.secho(f"Warning: using the bicubic kernel for scene {scene}: {result.fallback_reason}.", fg="yellow", err=True)
 
@@ -121,7 +129,9 @@ def estimate_kernel_command(
             tmp.unlink(missing_ok=True)
         raise OutputError(f"Could not write {str(out)!r}: {exc.strerror or exc}.") from exc
     if not quiet:
-        what = "bicubic fallback" if result.fallback else f"{result.iterations} iterations"
+        what = "bicubic fallback" if result.fallback else (
+            "spectral fit" if method == "spectral" else f"KernelGAN, {result.iterations} iterations"
+        )
         kh, kw = result.kernel.shape
         click.echo(
             f"{out}: x{scale} kernel {kh}x{kw} from scene {scene} (frames {first}-{first + count - 1}), "

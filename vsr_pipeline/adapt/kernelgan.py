@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vsr_pipeline.adapt.spectral_kernel import SpectralConfig
 from vsr_pipeline.degrade.kernels import compose_x4, normalize_kernel, stride_offset
 from vsr_pipeline.degrade.operator import Degradation, parse_degradation
 from vsr_pipeline.degrade.resize import imresize, resize_matrix
@@ -62,6 +63,8 @@ __all__ = [
     "PatchDiscriminator",
     "estimate_kernel",
     "estimate_scene_kernel",
+    "estimate_with",
+    "SpectralConfig",
     "bicubic_kernel",
     "sum_to_one_loss",
     "boundaries_loss",
@@ -700,18 +703,31 @@ def _train(sampler: _CropSampler, cfg: KernelGANConfig) -> tuple[np.ndarray | No
 
 
 # --- per-scene estimation with a cache ----------------------------------------------------------
-def _content_key(frames: torch.Tensor, scale: int, config: KernelGANConfig) -> str:
+def _content_key(frames: torch.Tensor, scale: int, config: KernelGANConfig | SpectralConfig) -> str:
     h = hashlib.blake2b(digest_size=16)
-    h.update(repr((tuple(frames.shape), scale, dataclasses.astuple(config))).encode())
+    h.update(repr((type(config).__name__, tuple(frames.shape), scale, dataclasses.astuple(config))).encode())
     h.update(frames.contiguous().numpy().tobytes())
     return h.hexdigest()
+
+
+def estimate_with(frames, scale: int, config: KernelGANConfig | SpectralConfig) -> KernelEstimate:
+    """Estimate with the method ``config`` names: :class:`SpectralConfig` or :class:`KernelGANConfig`."""
+    if isinstance(config, SpectralConfig):
+        from vsr_pipeline.adapt.spectral_kernel import estimate_kernel_spectral
+
+        return estimate_kernel_spectral(frames, scale, config)
+    if isinstance(config, KernelGANConfig):
+        return estimate_kernel(frames, scale, config)
+    raise ConfigError(f"Kernel estimation needs a SpectralConfig or a KernelGANConfig, got {type(config).__name__}.")
 
 
 class KernelEstimator:
     """Per-scene kernel estimation with a cache by content hash (memory, optionally disk).
 
-    ``estimate(frames)`` returns a :class:`KernelEstimate`; the same frames (bit for bit) at the
-    same scale and config are estimated once. ``degradation_for_scene(scene_id, frames)`` is
+    ``config`` picks the method: :class:`SpectralConfig` (the default: closed-form, from the
+    LR power spectrum) or :class:`KernelGANConfig` (KernelGAN; ``KernelGANConfig.fast()`` or
+    the published recipe). ``estimate(frames)`` returns a :class:`KernelEstimate`; the same
+    frames (bit for bit) at the same scale, method and config are estimated once. ``degradation_for_scene(scene_id, frames)`` is
     what ``enhance --degradation estimate`` calls at each scene: it returns the resolved
     :class:`~vsr_pipeline.degrade.operator.Degradation` (bicubic on fallback).
     """
@@ -719,7 +735,7 @@ class KernelEstimator:
     def __init__(
         self,
         scale: int = 4,
-        config: KernelGANConfig = KernelGANConfig.fast(),
+        config: KernelGANConfig | SpectralConfig = SpectralConfig(),
         *,
         cache_dir: str | os.PathLike[str] | None = None,
         max_entries: int = 64,
@@ -735,6 +751,8 @@ class KernelEstimator:
 
     def estimate(self, frames) -> KernelEstimate:
         """The scene's :class:`KernelEstimate`, from the cache when these frames were seen before."""
+        if not isinstance(self.config, (SpectralConfig, KernelGANConfig)):
+            raise ConfigError(f"Kernel estimation needs a SpectralConfig or a KernelGANConfig, got {type(self.config).__name__}.")
         x = _pick(_as_frames(frames), self.config.max_frames)
         key = _content_key(x, self.scale, self.config)
         found = self._memory.get(key) or self._load(key)
@@ -743,7 +761,7 @@ class KernelEstimator:
             self._remember(key, found)
             return found
         self.misses += 1
-        result = estimate_kernel(x, self.scale, self.config)
+        result = estimate_with(x, self.scale, self.config)
         self._remember(key, result)
         self._store(key, result)
         return result
@@ -804,10 +822,10 @@ class KernelEstimator:
             Path(tmp).unlink(missing_ok=True)
 
 
-_DEFAULT_ESTIMATORS: dict[tuple[int, KernelGANConfig], KernelEstimator] = {}
+_DEFAULT_ESTIMATORS: dict[tuple[int, KernelGANConfig | SpectralConfig], KernelEstimator] = {}
 
 
-def estimate_scene_kernel(frames, scale: int = 4, config: KernelGANConfig = KernelGANConfig.fast()) -> KernelEstimate:
+def estimate_scene_kernel(frames, scale: int = 4, config: KernelGANConfig | SpectralConfig = SpectralConfig()) -> KernelEstimate:
     """Estimate one scene's kernel, cached in memory by content hash (a process-wide cache).
 
     ``frames`` as for :func:`estimate_kernel`. Returns a :class:`KernelEstimate` (``.kernel``,

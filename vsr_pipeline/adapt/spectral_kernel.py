@@ -49,7 +49,7 @@ class SpectralConfig:
     bin_radius: float = 0.012  # frequency-domain averaging radius (cycles/px); at least 1/size of the frame
     noise_margin: float = 4.0  # use a sample only where P(g) and P(2g) exceed this × the noise floor
     min_samples: int = 40  # fewer usable samples than this: fall back to bicubic
-    min_size: int = 48  # frames smaller than this (either side) fall back to bicubic
+    min_size: int = 64  # frames smaller than this (either side) fall back to bicubic
     max_frames: int = 8  # frames of a scene the spectrum is averaged over (evenly spaced)
     min_gradient: float = 2e-3  # mean clipped gradient magnitude ([0, 1] units) below which a scene is "flat"
     min_sigma: float = 0.25  # per-axis σ floor, in LR pixels (× s in HR pixels): no kernel sharper than this

@@ -10,6 +10,10 @@ covariance — so that a systematic excess width shows as tr(Σ̂) − tr(Σ) > 
 
     python benchmarks/kernel_bias.py --scale 4 --kernels 6 --out runs/kernel-bias-x4.jsonl
     python benchmarks/kernel_bias.py --scale 2 --kernels 1 --first-seed 302 --variant no-d
+    python benchmarks/kernel_bias.py --scale 2 --method spectral --source astronaut --gaussians 1.0,1.6,2.2,2.8
+
+``--method spectral`` measures the spectral estimator instead of KernelGAN; ``--source`` swaps
+the frames for one of scikit-image's photographs (a single sharp still, whole image).
 
 ``--variant`` runs an ablation (the library is patched inside this process only): ``no-d``
 replaces the discriminator by a constant (G sees the regularisers and the bicubic pull
@@ -33,7 +37,8 @@ from kernel_estimation import KERNEL_ARGS, quantize  # noqa: E402
 from reproduce_finetuning import load_bigbuckbunny  # noqa: E402
 
 from vsr_pipeline.adapt.kernelgan import KernelGANConfig, bicubic_kernel, estimate_kernel, kernel_covariance  # noqa: E402
-from vsr_pipeline.degrade.kernels import random_kernel  # noqa: E402
+from vsr_pipeline.adapt.spectral_kernel import estimate_kernel_spectral  # noqa: E402
+from vsr_pipeline.degrade.kernels import gaussian_kernel, random_kernel, stride_offset  # noqa: E402
 from vsr_pipeline.degrade.operator import parse_degradation  # noqa: E402
 
 
@@ -96,20 +101,31 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--full", action="store_true", help="whole 720×1280 frames instead of the bikes-sized crop")
     ap.add_argument("--reference", action="store_true", help="the 3000-iteration recipe instead of the fast mode")
     ap.add_argument("--variant", choices=["shipped", "no-d", "bicubic-init", "no-noise", "no-bn"], default="shipped")
+    ap.add_argument("--method", choices=["kernelgan", "spectral"], default="kernelgan")
+    ap.add_argument("--source", default="bigbuckbunny", help="bigbuckbunny (frames 30–39) or a scikit-image photograph, e.g. astronaut, rocket")
+    ap.add_argument("--gaussians", default="", help="also isotropic Gaussian truths with these σ (HR px), comma-separated")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     s = args.scale
-    hr = load_bigbuckbunny(40, crop=not args.full)[30:40]  # (10, 3, 272, 640), or (10, 3, 720, 1280) with --full
+    if args.source == "bigbuckbunny":
+        hr = load_bigbuckbunny(40, crop=not args.full)[30:40]  # (10, 3, 272, 640), or (10, 3, 720, 1280) with --full
+    else:
+        import skimage.data
+
+        img = np.asarray(getattr(skimage.data, args.source)())[..., :3]
+        hr = torch.from_numpy(img.astype(np.float32) / 255).permute(2, 0, 1)[None]
+        hr = hr[..., : hr.shape[-2] // s * s, : hr.shape[-1] // s * s]
     overrides = apply_variant(args.variant)
     config = KernelGANConfig.reference(**overrides) if args.reference else KernelGANConfig.fast(**overrides)
     cases = [("bicubic", torch.from_numpy(bicubic_kernel(s)))]
+    cases += [(f"σ {g}", gaussian_kernel(float(g), 6 * s + 1, offset=stride_offset(s))) for g in args.gaussians.split(",") if g]
     cases += [(f"seed {args.first_seed + i}", random_kernel(args.first_seed + i, scale=s, **KERNEL_ARGS[s])) for i in range(args.kernels)]
     print("| kernel | true σ₁, σ₂ | estimate σ₁, σ₂ | tr Σ true | tr Σ estimate | difference | ratio | s |")
     print("|---|---|---|---|---|---|---|---|")
     for name, k in cases:
         lr = quantize(parse_degradation("estimate", s).with_kernel(k)(hr.double()).float())
         t0 = time.perf_counter()
-        est = estimate_kernel(lr, s, config)
+        est = estimate_kernel_spectral(lr, s) if args.method == "spectral" else estimate_kernel(lr, s, config)
         dt = time.perf_counter() - t0
         a, b = sigmas(k), sigmas(est.kernel)
         print(f"| {name} | {a[0]:.2f}, {a[1]:.2f} | {b[0]:.2f}, {b[1]:.2f} | {a[2]:.2f} | {b[2]:.2f} | {b[2] - a[2]:+.2f} | "
@@ -117,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.out:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             with args.out.open("a") as fh:
-                fh.write(json.dumps({"scale": s, "full": args.full, "reference": args.reference, "variant": args.variant, "kernel": name, "true": a, "estimate": b, "kernel_x2": est.kernel_x2.tolist(),
+                fh.write(json.dumps({"scale": s, "method": args.method, "source": args.source, "full": args.full, "reference": args.reference, "variant": args.variant, "kernel": name, "true": a, "estimate": b, "kernel_x2": est.kernel_x2.tolist(),
                                      "kernel_est": est.kernel.tolist(), "seconds": dt}) + "\n")
 
 

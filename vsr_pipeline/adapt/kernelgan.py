@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vsr_pipeline.adapt import spectral_kernel
 from vsr_pipeline.adapt.spectral_kernel import SpectralConfig
 from vsr_pipeline.degrade.kernels import compose_x4, normalize_kernel, stride_offset
 from vsr_pipeline.degrade.operator import Degradation, parse_degradation
@@ -713,9 +714,7 @@ def _content_key(frames: torch.Tensor, scale: int, config: KernelGANConfig | Spe
 def estimate_with(frames, scale: int, config: KernelGANConfig | SpectralConfig) -> KernelEstimate:
     """Estimate with the method ``config`` names: :class:`SpectralConfig` or :class:`KernelGANConfig`."""
     if isinstance(config, SpectralConfig):
-        from vsr_pipeline.adapt.spectral_kernel import estimate_kernel_spectral
-
-        return estimate_kernel_spectral(frames, scale, config)
+        return spectral_kernel.estimate_kernel_spectral(frames, scale, config)
     if isinstance(config, KernelGANConfig):
         return estimate_kernel(frames, scale, config)
     raise ConfigError(f"Kernel estimation needs a SpectralConfig or a KernelGANConfig, got {type(config).__name__}.")
@@ -741,6 +740,8 @@ class KernelEstimator:
         max_entries: int = 64,
     ) -> None:
         self.scale = _check_scale(scale)
+        if not isinstance(config, (SpectralConfig, KernelGANConfig)):
+            raise ConfigError(f"Kernel estimation needs a SpectralConfig or a KernelGANConfig, got {type(config).__name__}.")
         self.config = config
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.max_entries = max_entries
@@ -751,8 +752,6 @@ class KernelEstimator:
 
     def estimate(self, frames) -> KernelEstimate:
         """The scene's :class:`KernelEstimate`, from the cache when these frames were seen before."""
-        if not isinstance(self.config, (SpectralConfig, KernelGANConfig)):
-            raise ConfigError(f"Kernel estimation needs a SpectralConfig or a KernelGANConfig, got {type(self.config).__name__}.")
         x = _pick(_as_frames(frames), self.config.max_frames)
         key = _content_key(x, self.scale, self.config)
         found = self._memory.get(key) or self._load(key)

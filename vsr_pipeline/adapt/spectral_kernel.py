@@ -94,9 +94,13 @@ def spectral_covariance(frames: torch.Tensor, config: SpectralConfig = SpectralC
     ``ln P(2g) − ln P(g) = c − 4π² gᵀ Σ' g``; the SR kernel's covariance is ``Σ' · s² / 3``.
     Returns (Σ' or None when too few samples rise above the noise, diagnostics dict).
     """
+    return _fit_covariance(_luma(frames), config)
+
+
+def _fit_covariance(gray: np.ndarray, config: SpectralConfig) -> tuple[np.ndarray | None, dict]:
+    """:func:`spectral_covariance` on (T, H, W) luma frames."""
     from scipy.ndimage import map_coordinates, uniform_filter
 
-    gray = _luma(frames)
     _, h, w = gray.shape
     power = _power_spectrum(gray)
     fy = (np.arange(h) - h // 2) / h  # frequency of each row of the shifted spectrum
@@ -162,15 +166,15 @@ def estimate_kernel_spectral(frames, scale: int = 2, config: SpectralConfig = Sp
         return _fallback(scale, f"the frames are {w}x{h}, smaller than the {config.min_size} px the spectral fit needs")
     if not torch.isfinite(x).all():
         return _fallback(scale, "the frames hold NaN or infinite values")
-    gray = x.mul(torch.tensor(LUMA).view(1, 3, 1, 1)).sum(1)
-    mean_gradient = float(torch.stack([_gradient_map(g).mean() for g in gray]).mean())
+    gray = _luma(x)  # (T, H, W) float64, shared by the flatness test and the fit
+    mean_gradient = float(torch.stack([_gradient_map(torch.from_numpy(g).float()).mean() for g in gray]).mean())
     if mean_gradient < config.min_gradient:
         return _fallback(
             scale,
             f"the scene is flat (mean gradient {mean_gradient:.2g} < {config.min_gradient:g}), "
             "so it holds no detail to learn a blur from",
         )
-    cov_lr, info = spectral_covariance(x, config)
+    cov_lr, info = _fit_covariance(gray, config)
     if cov_lr is None or not np.isfinite(cov_lr).all():
         return _fallback(
             scale,

@@ -22,19 +22,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from eval_heldout import build, quantize  # noqa: E402
+from eval_heldout import build, quantize
 
-from vsr_pipeline.adapt import AdaptConfig, Adapter  # noqa: E402
-from vsr_pipeline.degrade.resize import imresize  # noqa: E402
-from vsr_pipeline.runner import Runner, RunnerConfig  # noqa: E402
+from vsr_pipeline.adapt.adapter import Adapter
+from vsr_pipeline.adapt.config import AdaptConfig
+from vsr_pipeline.degrade.resize import imresize
+from vsr_pipeline.config import RunnerConfig
+from vsr_pipeline.runner import Runner
 
 
 def load_clip(frames: int) -> torch.Tensor:
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
         "ratio": t_online / t_none,
         "online_adapt_s": tot["adapt_seconds"],
         "online_infer_s": tot["infer_seconds"],
-        "config": {"steps_per_frame": cfg.steps_per_frame, "crop": cfg.crop, "crops": cfg.crops, "optimizer": cfg.optimizer, "lr": cfg.lr},
+        "config": {"steps_per_frame": cfg.steps_per_frame, "crop": cfg.crop, "crops": cfg.crops, "optimizer": cfg.optimizer, "lr": cfg.learning_rate},
     }
     print("| path | s/frame | × none |\n|---|---|---|")
     print(f"| none (Runner) | {row['none_s_per_frame']:.3f} | 1.00 |")

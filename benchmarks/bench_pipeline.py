@@ -28,10 +28,13 @@ from vsr_pipeline.degrade.resize import imresize
 from vsr_pipeline.io.probe import probe
 from vsr_pipeline.io.reader import VideoReader
 from vsr_pipeline.io.windows import windows
-from vsr_pipeline.io.writer import EncodeOptions, VideoWriter, find_ffmpeg
+from vsr_pipeline.config import EncodeOptions
+from vsr_pipeline.io.encoding import find_ffmpeg
+from vsr_pipeline.io.writer import VideoWriter
 from vsr_pipeline.models.bicubic import Bicubic
 from vsr_pipeline.models.registry import load_model
-from vsr_pipeline.runner import Runner, RunnerConfig
+from vsr_pipeline.config import RunnerConfig
+from vsr_pipeline.runner import Runner
 
 
 def make_clip(dst: Path, frames: int) -> Path:

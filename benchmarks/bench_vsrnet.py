@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from vsr_pipeline.models import vsrnet
+from vsr_pipeline.models import entries, vsrnet
 
 W, H = 320, 180
 
@@ -37,7 +37,7 @@ def median_seconds(fn, repeats: int, warmup: int = 2) -> float:
 def load_net() -> tuple[torch.nn.Module, str]:
     """The shipped vsrnet-x4, or a fresh one of the same architecture (same cost) if not built yet."""
     try:
-        return vsrnet.VSRNET_X4.build(), "shipped vsrnet-x4"
+        return entries.VSRNET_X4.build(), "shipped vsrnet-x4"
     except Exception:  # noqa: BLE001 - benchmark the architecture anyway
         return vsrnet.VSRNet(vsrnet.VSRNetConfig()).eval(), "vsrnet-x4 architecture, fresh weights"
 

@@ -50,14 +50,14 @@ def quantize(x: torch.Tensor) -> torch.Tensor:
 
 def build(name: str) -> torch.nn.Module:
     """A model by registry name or weights path; the shipped vsrnet entries also work uninstalled."""
-    from vsr_pipeline.models import vsrnet
+    from vsr_pipeline.models import entries
     from vsr_pipeline.models.bicubic import Bicubic
     from vsr_pipeline.models.registry import load_model
 
     try:
         return load_model(name, scale=SCALE)
     except ModelError:
-        local = {"bicubic": lambda: Bicubic(SCALE), "vsrnet-x4": vsrnet.VSRNET_X4.build, "vsrnet-x4-gan": vsrnet.VSRNET_X4_GAN.build}
+        local = {"bicubic": lambda: Bicubic(SCALE), "vsrnet-x4": entries.VSRNET_X4.build, "vsrnet-x4-gan": entries.VSRNET_X4_GAN.build}
         if name in local:  # running from a source tree whose entry points are not installed
             return local[name]()
         raise

@@ -25,26 +25,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from kernel_estimation import KERNEL_ARGS, quantize  # noqa: E402
-from reproduce_finetuning import load_bigbuckbunny  # noqa: E402
+from kernel_estimation import KERNEL_ARGS, quantize
+from reproduce_finetuning import load_bigbuckbunny
 
-from vsr_pipeline.adapt.kernelgan import KernelGANConfig, bicubic_kernel, estimate_kernel, kernel_covariance  # noqa: E402
-from vsr_pipeline.adapt.spectral_kernel import estimate_kernel_spectral  # noqa: E402
-from vsr_pipeline.degrade.kernels import gaussian_kernel, random_kernel, stride_offset  # noqa: E402
-from vsr_pipeline.degrade.operator import parse_degradation  # noqa: E402
+from vsr_pipeline.degrade.kernels import gaussian_kernel, random_kernel, stride_offset
+from vsr_pipeline.degrade.operator import parse_degradation
+from vsr_pipeline.kernels.kernelgan import KernelGANConfig, estimate_kernel
+from vsr_pipeline.kernels.metrics import bicubic_kernel, kernel_covariance
+from vsr_pipeline.kernels.spectral import estimate_kernel_spectral
 
 
 def apply_variant(name: str) -> dict:
     """Patch the KernelGAN module for an ablation; returns KernelGANConfig overrides."""
-    import vsr_pipeline.adapt.kernelgan as kg
+    import vsr_pipeline.kernels.kernelgan as kg
 
     if name == "no-d":
 
@@ -71,7 +70,7 @@ def apply_variant(name: str) -> dict:
         def fitted(self, *args, **kwargs):
             init(self, *args, **kwargs)
             size = self.kernel_size
-            k = kg.bicubic_kernel(2)
+            k = bicubic_kernel(2)
             want = torch.from_numpy(np.pad(k, (size - k.shape[0]) // 2)).float()
             opt = torch.optim.Adam(self.parameters(), lr=1e-3)
             for _ in range(300):

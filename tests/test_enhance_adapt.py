@@ -26,7 +26,9 @@ def test_api_adapt_methods(tmp_path, tiny_weights, method):
     c = make_clip(tmp_path / "in.mp4", n=6, size=(32, 24))
     out = tmp_path / "out.mp4"
     opts = {"mc_passes": 4} if method == "masked" else {}
-    r = vsr_pipeline.enhance(c.path, out, model=str(tiny_weights), scale=2, adapt=method, max_steps=3, **opts)
+    if method != "online":  # online takes steps_per_frame; max_steps would be refused as ignored
+        opts["max_steps"] = 3
+    r = vsr_pipeline.enhance(c.path, out, model=str(tiny_weights), scale=2, adapt=method, **opts)
     assert r.frames == 6 and r.output_size == (64, 48)
     assert r.adapt["method"] == method and r.adapt["totals"]["frames"] == 6
     assert r.adapt["totals"]["steps"] > 0

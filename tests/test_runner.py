@@ -6,7 +6,8 @@ from vsr_pipeline.degrade.resize import imresize
 from vsr_pipeline.errors import ConfigError
 from vsr_pipeline.models.base import ModelInfo
 from vsr_pipeline.models.bicubic import Bicubic
-from vsr_pipeline.runner import Runner, RunnerConfig
+from vsr_pipeline.config import RunnerConfig
+from vsr_pipeline.runner import Runner
 
 
 class TinyVSR(nn.Module):

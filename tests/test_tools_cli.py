@@ -13,6 +13,7 @@ from PIL import Image
 from clips import make_clip, read_back
 from vsr_pipeline import evaluate as ev
 from vsr_pipeline.cli import main
+from vsr_pipeline.evaluate import scoring
 from vsr_pipeline.metrics import PerceptualMetric
 
 
@@ -42,9 +43,9 @@ def fast_perceptual(monkeypatch):
         def forward(self, a, b, normalize=True):
             return ((a - b).abs().mean(dim=(1, 2, 3)) * self.w).view(-1, 1, 1, 1)
 
-    monkeypatch.setattr(ev, "load_stlpips", lambda: PerceptualMetric("ST-LPIPS (AlexNet)", MeanAbs()))
+    monkeypatch.setattr(scoring, "load_stlpips", lambda: PerceptualMetric("ST-LPIPS (AlexNet)", MeanAbs()))
     monkeypatch.setattr(
-        ev, "load_lpips", lambda weights_path=None: PerceptualMetric("LPIPS (AlexNet)", reason=f"backbone weights not found at {weights_path}")
+        scoring, "load_lpips", lambda weights_path=None: PerceptualMetric("LPIPS (AlexNet)", reason=f"backbone weights not found at {weights_path}")
     )
 
 

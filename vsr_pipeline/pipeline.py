@@ -1,55 +1,32 @@
-"""Wire the stages: reader -> windows -> model runner -> writer, with progress and a report.
+"""The file → file driver behind ``vsrpipe enhance``: reader → windows → stage → writer.
 
-Decoding and encoding run in their own threads (the reader's and the writer's queues), so
-that I/O overlaps the network; memory stays bounded by the window and the queues.
+The stage (:class:`~vsr_pipeline.enhancer.Enhancer`) owns the model and adaptation; this
+driver owns the files, the windows and their scene cuts, batching, and the run report.
+Decoding and encoding run in their own threads (see :mod:`vsr_pipeline.io.transcode`),
+so I/O overlaps the network; memory stays bounded by the window and the queues.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import queue
-import threading
+import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Iterable, Iterator
 
 import torch
 
-from vsr_pipeline.adapt.config import AdaptConfig
+from vsr_pipeline.config import EnhanceConfig
+from vsr_pipeline.enhancer import Enhancer
 from vsr_pipeline.errors import ConfigError, InputError, OutputError
-from vsr_pipeline.io.probe import VideoInfo, probe
-from vsr_pipeline.io.reader import VideoReader
+from vsr_pipeline.io.files import check_paths, write_bytes_atomic
+from vsr_pipeline.io.probe import probe
+from vsr_pipeline.io.reader import Frame
 from vsr_pipeline.io.scenes import SceneConfig, SceneDetector
+from vsr_pipeline.io.transcode import Progress, transcode
 from vsr_pipeline.io.windows import windows
-from vsr_pipeline.io.writer import EncodeOptions, VideoWriter
-from vsr_pipeline.models.registry import load_model
-from vsr_pipeline.runner import Runner, RunnerConfig, output_size
 
-log = logging.getLogger(__name__)
-
-DEFAULT_MODEL = "vsrnet-x4"  # the shipped network; bicubic is the baseline
-
-Progress = Callable[[int, int | None], None]  # (frames done, frames expected or None)
-
-
-@dataclass(frozen=True)
-class EnhanceConfig:
-    """Everything `vsrpipe enhance` can be told; the CLI maps its options onto this."""
-
-    scale: float = 4  # output scale (may differ from the model's native scale)
-    model: str = DEFAULT_MODEL  # registered model name or a weights file path
-    start: float | None = None  # seconds: process a section starting here
-    duration: float | None = None  # seconds: length of the section
-    on_error: str = "stop"  # damaged input: "stop" (fail) or "skip" (drop damaged frames, warn)
-    edge: str = "replicate"  # window edges: "replicate" or "reflect"
-    overwrite: bool = False  # replace an existing output file
-    scene_threshold: float = 27.0  # content-detector score that marks a scene cut; 0 = off
-    runner: RunnerConfig = field(default_factory=RunnerConfig)  # device, tiling, batching
-    adapt: AdaptConfig = field(default_factory=AdaptConfig)  # test-time adaptation (method "none": off)
-    report: Path | None = None  # write the run report (adaptation records included) as JSON here
-    encode: EncodeOptions = field(default_factory=EncodeOptions)  # writer backend and codec
+__all__ = ["EnhanceResult", "Progress", "run_enhance", "write_report"]
 
 
 @dataclass(frozen=True)
@@ -71,209 +48,78 @@ class EnhanceResult:
         """Frames per second over the whole run."""
         return self.frames / self.seconds if self.seconds > 0 else float("inf")
 
-
-def check_paths(src: Path, dst: Path, overwrite: bool) -> None:
-    """Refuse an output that is the input, exists without ``overwrite``, or cannot be written."""
-    if not src.exists():
-        raise InputError(f"Input file {str(src)!r} does not exist.")
-    if dst.exists() and (dst.resolve() == src.resolve() or os.path.samefile(dst, src)):
-        raise OutputError(f"Output {str(dst)!r} is the input file; choose another output path.")
-    if dst.resolve() == src.resolve():
-        raise OutputError(f"Output {str(dst)!r} is the input file; choose another output path.")
-    if dst.is_dir():
-        raise OutputError(f"Output {str(dst)!r} is a folder; give a file name such as out.mp4.")
-    if dst.exists() and not overwrite:
-        raise OutputError(f"Output {str(dst)!r} already exists; pass --overwrite to replace it.")
-    parent = dst.parent
-    if not parent.is_dir():
-        raise OutputError(f"Output folder {str(parent)!r} does not exist.")
-    if not os.access(parent, os.W_OK):
-        raise OutputError(f"Output folder {str(parent)!r} is not writable.")
+    def to_dict(self) -> dict:
+        """The report as plain JSON-serialisable data."""
+        return {
+            "output": str(self.output), "frames": self.frames, "lost_frames": self.lost_frames,
+            "seconds": self.seconds, "fps": self.fps, "input_size": self.input_size,
+            "output_size": self.output_size, "model": self.model, "device": self.device, "adapt": self.adapt,
+        }
 
 
-def run_enhance(src: Path | str, dst: Path | str, config: EnhanceConfig, progress: Progress | None = None) -> EnhanceResult:
-    """Upscale ``src`` into ``dst`` per ``config``; see :func:`vsr_pipeline.enhance`."""
+def run_enhance(
+    src: Path | str, dst: Path | str, config: EnhanceConfig, progress: Progress | None = None, *, stage: Enhancer | None = None
+) -> EnhanceResult:
+    """Upscale ``src`` into ``dst`` per ``config``; see :func:`vsr_pipeline.enhance`.
+
+    ``stage``: an :class:`Enhancer` built earlier from ``config.stage`` (to upscale many
+    files with one loaded model); it is reset for this clip. Without it one is built here.
+    """
     t0 = time.perf_counter()
     src, dst = Path(src), Path(dst)
-    if config.scale <= 0:
-        raise ConfigError(f"--scale must be positive, got {config.scale:g}.")
-    if config.on_error not in ("stop", "skip"):
-        raise ConfigError(f"--on-error must be 'stop' or 'skip', got {config.on_error!r}.")
-    if config.start is not None and config.start < 0 or config.duration is not None and config.duration <= 0:
-        raise ConfigError("--start must be ≥ 0 and --duration > 0.")
     check_paths(src, dst, config.overwrite)
     if config.report is not None and Path(config.report).resolve() in (src.resolve(), dst.resolve()):
         raise OutputError(f"--report {str(config.report)!r} would overwrite a video; choose another path.")
     info = probe(src)
     if config.start and info.duration is not None and config.start >= info.duration:
         raise InputError(f"--start {config.start:g} s is past the end of {str(src)!r} ({info.duration:.2f} s).")
-
-    model = load_model(config.model, scale=config.scale)
-    runner = Runner(model, config.scale, config.runner)
-    adapter = None
-    if config.adapt.method != "none":
-        from vsr_pipeline.adapt import Adapter
-
-        adapter = Adapter(model, config.scale, config.adapt, device=runner.device, degradation_for_scene=_kernel_hook(config))
+    if stage is None:
+        stage = Enhancer(config.stage)
+    elif stage.config != config.stage:
+        raise ConfigError("The stage was built for other settings than this run's; build one from config.stage.")
+    else:
+        stage.reset()
     in_w, in_h = info.display_size
-    out_h, out_w = output_size(in_h, in_w, config.scale)
+    out_h, out_w = stage.output_size(in_h, in_w)
+    cuts = SceneDetector(SceneConfig(threshold=config.scene_threshold), fps=float(info.fps or 25))
 
-    reader = VideoReader(
-        src,
-        start=config.start,
-        duration=config.duration,
-        on_error=config.on_error,
-        side_streams=(),  # filled below once the writer has decided which streams it keeps
-        info=info,
-    )
-    writer = VideoWriter(dst, info, (out_w, out_h), config.encode)
-    reader.side_streams = writer.plan.side_streams
-    expected = _expected_frames(info, config)
-    section = (config.start or 0.0, config.duration)
-
-    writer.open(section=section)
-    sink = _WriterThread(writer)
-    done = 0
-    try:
-        batch: list = []
-
-        def flush() -> None:
-            nonlocal done
-            x = torch.stack([w.frames for w in batch])  # (B, T, C, H, W)
-            if adapter is None:
-                y = runner(x)  # (B, C, sH, sW)
-            else:
-                y = adapter.process(x, [w.centre.index for w in batch], [w.scene for w in batch])
-            for win, out in zip(batch, y):
-                f = win.centre
-                sink.put(out, f.pts, f.time_base, f.side_packets)
-                done += 1
-                if progress is not None:
-                    progress(done, expected)
-            batch.clear()
-
-        cuts = SceneDetector(SceneConfig(threshold=config.scene_threshold), fps=float(info.fps or 25))
-        for win in windows(reader, size=5, edge=config.edge, is_cut=cuts):
+    def transform(frames: Iterable[Frame]) -> Iterator[tuple[Frame, torch.Tensor]]:
+        batch = []
+        for win in windows(frames, size=stage.frames, edge=config.edge, is_cut=cuts):
             batch.append(win)
-            if len(batch) >= max(1, config.runner.batch):
-                flush()
+            if len(batch) >= config.runner.batch:
+                yield from _run_batch(stage, batch)
+                batch = []
         if batch:
-            flush()
-        sink.finish(reader.trailing_packets)
-    except BaseException:
-        sink.abort()
-        raise
-    if reader.stats.lost:
-        log.warning("%d frame(s) of %s were lost to damage and skipped", reader.stats.lost, src)
+            yield from _run_batch(stage, batch)
+
+    stats = transcode(
+        src, dst, info, (out_w, out_h), transform, encode=config.encode, replace=config.overwrite,
+        start=config.start, duration=config.duration, on_error=config.on_error, progress=progress,
+    )
     result = EnhanceResult(
         output=dst,
-        frames=done,
-        lost_frames=reader.stats.lost,
+        frames=stats.frames,
+        lost_frames=stats.lost,
         seconds=time.perf_counter() - t0,
         input_size=(in_w, in_h),
         output_size=(out_w, out_h),
-        model=model.info.name,
-        device=str(runner.device),
-        adapt=adapter.report.to_dict() if adapter is not None else None,
+        model=stage.name,
+        device=str(stage.device),
+        adapt=stage.report(),
     )
     if config.report is not None:
         write_report(config.report, result)
     return result
 
 
-def write_report(path: Path, result: EnhanceResult) -> None:
+def _run_batch(stage: Enhancer, batch: list) -> Iterator[tuple[Frame, torch.Tensor]]:
+    x = torch.stack([w.frames for w in batch])  # (B, T, C, H, W)
+    y = stage.process(x, [w.centre.index for w in batch], [w.scene for w in batch])  # (B, C, oH, oW)
+    for win, out in zip(batch, y):
+        yield win.centre, out
+
+
+def write_report(path: Path | str, result: EnhanceResult) -> None:
     """Write the run report as JSON (atomically: a temporary file renamed into place)."""
-    import json
-
-    data = {
-        "output": str(result.output),
-        "frames": result.frames,
-        "lost_frames": result.lost_frames,
-        "seconds": result.seconds,
-        "fps": result.fps,
-        "input_size": result.input_size,
-        "output_size": result.output_size,
-        "model": result.model,
-        "device": result.device,
-        "adapt": result.adapt,
-    }
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
-
-
-def _kernel_hook(config: EnhanceConfig):
-    """The per-scene kernel estimator for ``--degradation estimate`` (``config.adapt.kernel_method``), else None."""
-    if config.adapt.degradation.split(",")[0].strip() != "estimate":
-        return None
-    from vsr_pipeline.adapt.kernelgan import KernelEstimator, KernelGANConfig
-    from vsr_pipeline.adapt.spectral_kernel import SpectralConfig
-
-    method = SpectralConfig() if config.adapt.kernel_method == "spectral" else KernelGANConfig.fast()
-    return KernelEstimator(config.scale, method).degradation_for_scene
-
-
-def _expected_frames(info: VideoInfo, config: EnhanceConfig) -> int | None:
-    if config.start is None and config.duration is None:
-        if info.frame_count:
-            return info.frame_count
-    if info.fps and info.duration:
-        end = info.duration if config.duration is None else min(info.duration, (config.start or 0) + config.duration)
-        return max(0, round((end - (config.start or 0)) * float(info.fps)))
-    return None
-
-
-_STOP = object()
-
-
-class _WriterThread:
-    """Encode in a background thread so that encoding overlaps the network."""
-
-    def __init__(self, writer: VideoWriter, depth: int = 4) -> None:
-        self.writer = writer
-        self.q: queue.Queue = queue.Queue(maxsize=depth)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="vsrpipe-encode", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while True:
-            item = self.q.get()
-            if item is _STOP:
-                return
-            if self.error is not None:
-                continue  # drain after a failure
-            try:
-                rgb, pts, tb, side = item
-                self.writer.write(rgb, pts, tb, side)
-            except BaseException as exc:
-                self.error = exc
-
-    def _raise(self) -> None:
-        if self.error is not None:
-            raise self.error
-
-    def put(self, rgb: torch.Tensor, pts: int, time_base, side_packets: list) -> None:
-        """Queue one frame (3, H, W) for encoding; re-raises an earlier encoder failure."""
-        self._raise()
-        self.q.put((rgb.detach().to("cpu"), pts, time_base, side_packets))
-
-    def finish(self, trailing_packets: list) -> None:
-        """Wait for the queue to drain, then close the writer (renames into place)."""
-        self.q.put(_STOP)
-        self.thread.join()
-        self._raise()
-        self.writer.close(trailing_packets)
-
-    def abort(self) -> None:
-        """Stop and remove the temporary output."""
-        self.error = self.error or RuntimeError("aborted")
-        try:
-            while True:
-                self.q.get_nowait()
-        except queue.Empty:
-            pass
-        self.q.put(_STOP)
-        self.thread.join(timeout=10)
-        self.writer.abort()
+    write_bytes_atomic(path, json.dumps(result.to_dict(), indent=2).encode())

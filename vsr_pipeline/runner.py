@@ -9,27 +9,18 @@ MATLAB bicubic to the requested size.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import logging
-import math
-from dataclasses import dataclass
 
 import torch
+from torch import nn
 
+from vsr_pipeline.config import RunnerConfig
 from vsr_pipeline.degrade.resize import imresize
 from vsr_pipeline.errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RunnerConfig:
-    """Where and how the model runs."""
-
-    device: str = "auto"  # "auto" (cuda if available, else cpu), "cpu", "cuda", "cuda:1", ...
-    half: bool = False  # fp16 inference (CUDA only)
-    tile: int = 0  # LR tile size in pixels; 0 = whole frames
-    tile_pad: int = 16  # LR context pixels around each tile (≥ the model's receptive radius)
-    batch: int = 1  # windows per forward pass
 
 
 def resolve_device(name: str) -> torch.device:
@@ -51,47 +42,65 @@ def output_size(h: int, w: int, scale: float) -> tuple[int, int]:
 
 
 class Runner:
-    """Run ``model`` on batches of windows: (B, T, C, H, W) -> (B, C, round(sH), round(sW)).
+    """Run a model on batches of windows: (B, T, C, H, W) -> (B, C, round(sH), round(sW)) in [0, 1].
 
     ``scale`` is the requested output scale; the model's native ``info.scale`` is used
-    for the network itself.
+    for the network itself. The caller's ``model`` stays fp32 (adaptation tunes copies
+    of it); with ``half`` the runner keeps its own fp16 copy for plain inference and runs
+    other networks handed to :meth:`run` (adapted copies) under fp16 autocast.
     """
 
-    def __init__(self, model: torch.nn.Module, scale: float, config: RunnerConfig = RunnerConfig()) -> None:
+    def __init__(self, model: nn.Module, scale: float, config: RunnerConfig = RunnerConfig()) -> None:
         self.config = config
         self.device = resolve_device(config.device)
         if config.half and self.device.type != "cuda":
             raise ConfigError("--half needs a CUDA device; fp16 on the CPU is slower and less accurate.")
-        if config.tile < 0 or config.tile_pad < 0:
-            raise ConfigError("--tile and --tile-pad must be ≥ 0.")
         self.dtype = torch.float16 if config.half else torch.float32
-        self.model = model.to(self.device, self.dtype).eval()
+        self.master = model.to(self.device).eval()
+        self.model = copy.deepcopy(self.master).to(dtype=self.dtype) if config.half else self.master
         self.info = model.info
         self.scale = scale
         self.native = float(self.info.scale)
 
-    @torch.inference_mode()
+    @property
+    def plain(self) -> bool:
+        """True when :meth:`run` is a plain fp32 forward of whole frames (no tiles, no fp16)."""
+        return not self.config.tile and not self.config.half
+
     def __call__(self, windows: torch.Tensor) -> torch.Tensor:
-        """Upscale the centre frames of ``windows`` (B, T, C, H, W); returns float32 on the runner's device."""
-        if self.info.frames == 1:
+        """Upscale the centre frames of ``windows`` (B, T, C, H, W) with the loaded model; float32 on the runner's device."""
+        return self.run(self.model, windows)
+
+    @torch.inference_mode()
+    def run(self, net: nn.Module, windows: torch.Tensor) -> torch.Tensor:
+        """Upscale ``windows`` (B, T, C, H, W) with ``net`` (the model or an adapted copy) -> (B, C, oH, oW) in [0, 1]."""
+        frames = getattr(net.info, "frames", self.info.frames)
+        if frames == 1:
             t = windows.shape[1] // 2
             windows = windows[:, t : t + 1]
-        elif windows.shape[1] != self.info.frames:
-            raise ValueError(f"model reads {self.info.frames} frames, got windows of {windows.shape[1]}")
-        x = windows.to(self.device, self.dtype, non_blocking=True)
+        elif windows.shape[1] != frames:
+            raise ValueError(f"model reads {frames} frames, got windows of {windows.shape[1]}")
+        param = next(net.parameters(), None)
+        dtype = param.dtype if param is not None else self.dtype
+        x = windows.to(self.device, dtype, non_blocking=True)
+        autocast = (
+            torch.autocast(self.device.type, dtype=torch.float16)
+            if self.config.half and dtype == torch.float32 else contextlib.nullcontext()
+        )
         h, w = x.shape[-2:]
         tile = self.config.tile
-        if tile and (h > tile or w > tile):
-            y = self._tiled(x, tile, self.config.tile_pad)
-        else:
-            y = self.model(x)
+        with autocast:
+            if tile and (h > tile or w > tile):
+                y = self._tiled(net, x, tile, self.config.tile_pad)
+            else:
+                y = net(x)
         y = y.float()
         target = output_size(h, w, self.scale)
         if tuple(y.shape[-2:]) != target:
             y = imresize(y, out_shape=target)
-        return y.clamp_(0.0, 1.0)
+        return torch.nan_to_num(y, nan=0.0).clamp_(0.0, 1.0)
 
-    def _tiled(self, x: torch.Tensor, tile: int, pad: int) -> torch.Tensor:
+    def _tiled(self, net: nn.Module, x: torch.Tensor, tile: int, pad: int) -> torch.Tensor:
         h, w = x.shape[-2:]
         s = self.native
         out = None
@@ -100,7 +109,7 @@ class Runner:
                 bottom, right = min(top + tile, h), min(left + tile, w)
                 t0, l0 = max(top - pad, 0), max(left - pad, 0)
                 t1, l1 = min(bottom + pad, h), min(right + pad, w)
-                y = self.model(x[..., t0:t1, l0:l1])  # (B, C, s*(t1-t0), s*(l1-l0))
+                y = net(x[..., t0:t1, l0:l1])  # (B, C, s*(t1-t0), s*(l1-l0))
                 if out is None:
                     out = y.new_empty(*y.shape[:2], round(h * s), round(w * s))
                 oy, ox = round((top - t0) * s), round((left - l0) * s)
@@ -110,10 +119,3 @@ class Runner:
                 ]
         assert out is not None
         return out
-
-
-def tiles_needed(h: int, w: int, tile: int) -> int:
-    """Number of tiles a frame of h×w is cut into."""
-    if not tile:
-        return 1
-    return math.ceil(h / tile) * math.ceil(w / tile)

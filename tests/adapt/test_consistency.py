@@ -9,8 +9,11 @@ import pytest
 import torch
 
 from helpers import hr_clip, tiny_net
-from vsr_pipeline.adapt import AdaptConfig, Adapter
-from vsr_pipeline.adapt.consistency import adapt_consistency, check_degradation, finetune, upscale
+from vsr_pipeline.adapt.adapter import Adapter
+from vsr_pipeline.adapt.config import AdaptConfig
+from vsr_pipeline.adapt.base import upscale
+from vsr_pipeline.adapt.consistency import adapt_consistency
+from vsr_pipeline.adapt.finetune import check_degradation, finetune
 from vsr_pipeline.degrade.operator import parse_degradation
 from vsr_pipeline.errors import ConfigError
 from vsr_pipeline.metrics import psnr

@@ -5,8 +5,10 @@ from __future__ import annotations
 import torch
 
 from helpers import hr_clip, tiny_net
-from vsr_pipeline.adapt import AdaptConfig, Adapter
-from vsr_pipeline.adapt.consistency import finetune, trainable_copy
+from vsr_pipeline.adapt.adapter import Adapter
+from vsr_pipeline.adapt.config import AdaptConfig
+from vsr_pipeline.adapt.base import trainable_copy
+from vsr_pipeline.adapt.finetune import finetune
 from vsr_pipeline.adapt.internal import DoGLoss, internal_objective
 from vsr_pipeline.degrade.kernels import gaussian_kernel
 from vsr_pipeline.degrade.operator import parse_degradation

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from helpers import hr_clip, tiny_net
-from vsr_pipeline.adapt import AdaptConfig, Adapter
-from vsr_pipeline.adapt.consistency import upscale
+from vsr_pipeline.adapt.adapter import Adapter
+from vsr_pipeline.adapt.config import AdaptConfig
+from vsr_pipeline.adapt.base import upscale
 from vsr_pipeline.adapt.masked import adapt_masked
 from vsr_pipeline.adapt.uncertainty import artifact_mask, median_filter, variance_map
 from vsr_pipeline.degrade.operator import parse_degradation

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from helpers import hr_clip, tiny_net
-from vsr_pipeline.adapt import AdaptConfig, Adapter
+from vsr_pipeline.adapt.adapter import Adapter
+from vsr_pipeline.adapt.config import AdaptConfig
 from vsr_pipeline.adapt.online import OnlineAdapter
 from vsr_pipeline.degrade.operator import parse_degradation
 from vsr_pipeline.errors import ConfigError

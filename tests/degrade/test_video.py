@@ -12,7 +12,7 @@ from vsr_pipeline.degrade import parse_degradation
 from vsr_pipeline.degrade.video import degrade_video, frame_noise
 from vsr_pipeline.errors import ConfigError, InputError, OutputError
 from vsr_pipeline.io.reader import VideoReader
-from vsr_pipeline.io.writer import EncodeOptions
+from vsr_pipeline.config import EncodeOptions
 
 
 def frames(path: Path) -> list[torch.Tensor]:

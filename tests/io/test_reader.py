@@ -8,7 +8,7 @@ from clips import make_clip, make_empty_video, make_still, make_wav
 from vsr_pipeline.errors import DecodeError, InputError
 from vsr_pipeline.io.probe import probe
 from vsr_pipeline.io.reader import VideoReader
-from vsr_pipeline.io.writer import find_ffmpeg
+from vsr_pipeline.io.encoding import find_ffmpeg
 
 
 def test_probe_cfr(clip):

@@ -8,7 +8,9 @@ from clips import make_clip, read_back
 from vsr_pipeline.errors import ConfigError, OutputError
 from vsr_pipeline.io.probe import probe
 from vsr_pipeline.io.reader import VideoReader
-from vsr_pipeline.io.writer import EncodeOptions, VideoWriter, parse_encoder_args
+from vsr_pipeline.config import EncodeOptions
+from vsr_pipeline.io.encoding import parse_encoder_args
+from vsr_pipeline.io.writer import VideoWriter
 
 BACKENDS = ["pyav", "ffmpeg"]
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from vsr_pipeline.errors import ModelError
-from vsr_pipeline.models import registry, vsrnet
+from vsr_pipeline.models import entries, registry, vsrnet
 from vsr_pipeline.models.base import ModelEntry, ModelInfo
-from vsr_pipeline.models.bicubic import ENTRY as BICUBIC
+from vsr_pipeline.models.entries import BICUBIC
 
 
 class FakeEntryPoint:
@@ -43,8 +43,8 @@ PLUGIN = ModelEntry(name="doubler", scale=2, frames=1, description="test plugin"
 def fake_eps(monkeypatch):
     eps = [
         FakeEntryPoint("bicubic", BICUBIC, "vsr-pipeline"),
-        FakeEntryPoint("vsrnet-x4", vsrnet.VSRNET_X4, "vsr-pipeline"),
-        FakeEntryPoint("vsrnet-x4-gan", vsrnet.VSRNET_X4_GAN, "vsr-pipeline"),
+        FakeEntryPoint("vsrnet-x4", entries.VSRNET_X4, "vsr-pipeline"),
+        FakeEntryPoint("vsrnet-x4-gan", entries.VSRNET_X4_GAN, "vsr-pipeline"),
         FakeEntryPoint("doubler", PLUGIN, "some-plugin"),
         FakeEntryPoint("broken", ImportError("no module named nowhere"), "broken-plugin"),
         FakeEntryPoint("notanentry", object(), "odd-plugin"),
@@ -63,7 +63,7 @@ def test_builtins_and_plugins_are_discovered(fake_eps, caplog):
     found = registry.available_models()
     assert list(found) == ["bicubic", "doubler", "vsrnet-x4", "vsrnet-x4-gan"]
     assert found["vsrnet-x4"].package == "vsr-pipeline"
-    assert found["vsrnet-x4"].entry is vsrnet.VSRNET_X4  # the impostor did not replace it
+    assert found["vsrnet-x4"].entry is entries.VSRNET_X4  # the impostor did not replace it
     assert found["doubler"].package == "some-plugin"
     assert "broken" in caplog.text and "not a ModelEntry" in caplog.text
 

@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 from torch.utils.flop_counter import FlopCounterMode
 
 from vsr_pipeline.errors import ModelError
-from vsr_pipeline.models import vsrnet
+from vsr_pipeline.models import entries, vsrnet
 from vsr_pipeline.models.base import ModelEntry, VSRModel
 from vsr_pipeline.models.vsrnet import (
     MCDropout,
@@ -136,26 +136,26 @@ def test_load_errors(tmp_path):
 
 
 def test_shipped_entries(monkeypatch, tmp_path):
-    for entry in (vsrnet.VSRNET_X4, vsrnet.VSRNET_X4_GAN):
+    for entry in (entries.VSRNET_X4, entries.VSRNET_X4_GAN):
         assert isinstance(entry, ModelEntry)
         assert (entry.scale, entry.frames, entry.supports_dropout) == (4, 5, True)
     # a missing shipped file is one clear ModelError
     monkeypatch.setattr(vsrnet, "shipped_weights", lambda filename: tmp_path / filename)
     with pytest.raises(ModelError, match="missing from the installation"):
-        vsrnet.VSRNET_X4.build()
+        entries.VSRNET_X4.build()
     # a present one builds, named after the entry
     save_vsrnet(tiny(4), tmp_path / "vsrnet-x4.safetensors", name="whatever")
-    net = vsrnet.VSRNET_X4.build()
+    net = entries.VSRNET_X4.build()
     assert net.info.name == "vsrnet-x4" and not net.training
     # a x2 file in the x4 slot is refused
     save_vsrnet(tiny(2), tmp_path / "vsrnet-x4-gan.safetensors")
     with pytest.raises(ModelError, match="x4 was expected"):
-        vsrnet.VSRNET_X4_GAN.build()
+        entries.VSRNET_X4_GAN.build()
 
 
 def test_real_shipped_weights_load_if_present():
-    for entry in (vsrnet.VSRNET_X4, vsrnet.VSRNET_X4_GAN):
-        if not vsrnet.shipped_weights(entry.build.filename).is_file():
+    for entry in (entries.VSRNET_X4, entries.VSRNET_X4_GAN):
+        if not vsrnet.shipped_weights(entry.build.args[0]).is_file():
             pytest.skip("shipped weights not built yet")
         net = entry.build()
         assert net(torch.rand(1, 5, 3, 8, 8)).shape == (1, 3, 32, 32)

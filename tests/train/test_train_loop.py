@@ -10,7 +10,7 @@ import torch
 from click.testing import CliRunner
 
 from vsr_pipeline.models.vsrnet import VSRNet, load_vsrnet, read_metadata
-from vsr_pipeline.train.cli import train as train_cmd
+from vsr_pipeline.cli.train import train as train_cmd
 from vsr_pipeline.train.data import DataConfig, WindowSampler
 from vsr_pipeline.train.loop import TrainConfig, export_checkpoint, lr_at, train
 

@@ -1,12 +1,21 @@
-"""Configuration of test-time adaptation: one frozen dataclass the CLI maps its options onto."""
+"""Configuration of test-time adaptation: one frozen dataclass the CLI maps its options onto.
+
+This module imports nothing heavy (the CLI reads its defaults to build ``--help``).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, fields
 
+from vsr_pipeline.adapt import registry
 from vsr_pipeline.errors import ConfigError
 
-METHODS = ("none", "consistency", "masked", "online", "internal")
+METHODS = registry.NAMES
+OPTIMIZERS = ("adam", "sgd")
+DEFAULT_LR = {"adam": 3e-4, "sgd": 0.005}  # chosen on bigbuckbunny (Adam) and by Lucas et al. (SGD)
+# command-line flags whose name is not the field's
+FLAGS = {"method": "--adapt", "optimizer": "--adapt-optimizer", "lr": "--adapt-lr", "mc_dropout": "--mc-dropout"}
 OBJECTIVES = ("consistency", "internal", "both")
 KERNEL_METHODS = ("spectral", "kernelgan")  # estimators behind --degradation estimate (docs/kernel-estimation.md)
 
@@ -15,11 +24,11 @@ KERNEL_METHODS = ("spectral", "kernelgan")  # estimators behind --degradation es
 class AdaptConfig:
     """How a network is adapted to a clip at test time (Lucas et al.; Goyal)."""
 
-    method: str = "none"  # none | consistency | masked | online | internal
+    method: str = "none"  # none | consistency | masked | online | internal (see adapt.registry)
     degradation: str = "bicubic"  # A' as a spec string (see vsr_pipeline.degrade.operator); "estimate" needs a per-scene kernel
     kernel_method: str = "spectral"  # how "estimate" estimates each scene's kernel: spectral (closed form) | kernelgan (fast mode)
     optimizer: str = "adam"  # adam | sgd (Lucas et al.: plain SGD, lr 0.005); see docs/adaptation.md for the choice
-    lr: float = 3e-4  # learning rate, on the mean-squared loss (chosen on bigbuckbunny; SGD needs about 10)
+    lr: float | None = None  # learning rate on the mean-squared loss; None: DEFAULT_LR of the optimizer
     momentum: float = 0.0  # SGD momentum; 0 = the paper's plain SGD
     patience: int = 2  # early stopping: stop after this many steps without a new best loss (Algorithm 1)
     max_steps: int = 100  # hard cap on steps per frame for consistency / masked / internal
@@ -41,16 +50,51 @@ class AdaptConfig:
     snapshot_every: int = 16  # online: keep adapted weights every K frames for random access
     seed: int = 0  # seeds the online crops (per frame index) and the MC-dropout passes
 
+    @property
+    def learning_rate(self) -> float:
+        """``lr``, or the optimizer's default when it was not given."""
+        return DEFAULT_LR[self.optimizer] if self.lr is None else self.lr
+
     def __post_init__(self) -> None:
+        self._check_values()
+        self._check_applicable()
+
+    def _check_applicable(self) -> None:
+        """Refuse an option the chosen method would ignore (one sentence naming it)."""
+        spec = registry.get(self.method)
+        for f in fields(self):
+            if f.name == "method" or getattr(self, f.name) == f.default:
+                continue
+            if not spec.uses(f.name):
+                users = [m.name for m in registry.METHODS.values() if m.uses(f.name)]
+                raise ConfigError(
+                    f"{flag(f.name)} applies only with --adapt {' or '.join(users)}, "
+                    f"so it would be ignored with --adapt {self.method}; drop it or choose one of those methods."
+                )
+        if self.kernel_method != "spectral" and self.degradation.split(",")[0].strip() != "estimate":
+            raise ConfigError(
+                "--kernel-method applies only with --degradation estimate, "
+                f"so it would be ignored with --degradation {self.degradation}; drop it."
+            )
+
+    def _check_values(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{flag(f.name)} must be a finite number, got {value}.")
+        if self.degradation != default("degradation"):
+            from vsr_pipeline.degrade.operator import parse_degradation  # imports torch: only for a given spec
+
+            parse_degradation(self.degradation, 4.0)  # raises ConfigError naming what is wrong
         if self.method not in METHODS:
             raise ConfigError(f"Unknown adaptation method '{self.method}'; use one of {', '.join(METHODS)}.")
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"Unknown adaptation objective '{self.objective}'; use one of {', '.join(OBJECTIVES)}.")
         if self.kernel_method not in KERNEL_METHODS:
             raise ConfigError(f"Unknown kernel estimation method '{self.kernel_method}'; use one of {', '.join(KERNEL_METHODS)}.")
-        if self.optimizer not in ("sgd", "adam"):
+        if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"Unknown optimizer '{self.optimizer}'; use sgd or adam.")
-        if not (self.lr > 0):
+        if self.lr is not None and not (self.lr > 0):
             raise ConfigError(f"The adaptation learning rate must be positive, got {self.lr}.")
         if self.patience < 1 or self.max_steps < 0 or self.steps_per_frame < 0:
             raise ConfigError("--patience must be ≥ 1 and --max-steps / --steps-per-frame ≥ 0.")
@@ -68,3 +112,13 @@ class AdaptConfig:
             raise ConfigError("--crop must be ≥ 0, crops ≥ 1, reset-every ≥ 0 and snapshot-every ≥ 1.")
         if self.dog_levels < 1 or not (self.dog_sigma > 0):
             raise ConfigError("The DoG pyramid needs ≥ 1 level and a positive sigma.")
+
+
+def flag(name: str) -> str:
+    """The command-line flag of the AdaptConfig field ``name`` (e.g. ``lr`` -> ``--adapt-lr``)."""
+    return FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
+def default(name: str):
+    """The default of the AdaptConfig field ``name`` (the CLI's default: one source of truth)."""
+    return next(f.default for f in fields(AdaptConfig) if f.name == name)

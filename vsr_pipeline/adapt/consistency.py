@@ -15,67 +15,19 @@ native one), so A' always works at the true input scale.
 
 from __future__ import annotations
 
-import copy
 import logging
-import math
-from dataclasses import dataclass, field
-from typing import Callable
+import time
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vsr_pipeline.adapt.base import Context, MethodResult, Objective, trainable_copy, upscale
+from vsr_pipeline.adapt.finetune import FinetuneResult, check_degradation, combine, finetune, finetune_record
+from vsr_pipeline.adapt.internal import DoGLoss, internal_objective
 from vsr_pipeline.degrade.operator import Degradation
-from vsr_pipeline.degrade.resize import imresize
-from vsr_pipeline.errors import ConfigError
-from vsr_pipeline.runner import output_size
 
 log = logging.getLogger(__name__)
-
-Objective = Callable[[nn.Module], tuple[torch.Tensor, torch.Tensor]]  # net -> (output (B, C, oH, oW), scalar loss)
-
-
-def trainable_copy(model: nn.Module) -> nn.Module:
-    """A deep copy of ``model`` whose parameters require gradients (the caller's model is untouched)."""
-    net = copy.deepcopy(model)
-    for p in net.parameters():
-        p.requires_grad_(True)
-    if hasattr(net, "set_mc_dropout"):
-        net.set_mc_dropout(None)
-    return net.eval()  # no batch-norm / dropout statistics to update: eval is the inference graph
-
-
-def upscale(model: nn.Module, windows: torch.Tensor, out_hw: tuple[int, int]) -> torch.Tensor:
-    """Run ``model`` on windows (B, T, C, H, W) and bring its output to ``out_hw``; differentiable.
-
-    Single-frame models get the centre frame, as in the runner. Returns (B, C, oH, oW),
-    not clamped.
-    """
-    if getattr(model.info, "frames", 5) == 1:
-        t = windows.shape[1] // 2
-        windows = windows[:, t : t + 1]
-    y = model(windows)  # (B, C, sH, sW), s = native scale
-    if tuple(y.shape[-2:]) != tuple(out_hw):
-        y = imresize(y, out_shape=out_hw)  # (B, C, oH, oW)
-    return y
-
-
-def check_degradation(degradation: Degradation, in_hw: tuple[int, int], scale: float) -> tuple[int, int]:
-    """The output size for LR frames of ``in_hw`` at ``scale``; raises ConfigError when A' does not map it back."""
-    out_hw = output_size(in_hw[0], in_hw[1], scale)
-    if abs(degradation.scale - scale) > 1e-9:
-        raise ConfigError(
-            f"The degradation '{degradation.spec}' is for scale {degradation.scale:g}, but the output scale is {scale:g}; "
-            "build it with the output scale."
-        )
-    back = degradation.lr_size(*out_hw)
-    if tuple(back) != tuple(in_hw):
-        raise ConfigError(
-            f"The degradation '{degradation.spec}' at scale {scale:g} turns the {out_hw[1]}x{out_hw[0]} output into "
-            f"{back[1]}x{back[0]}, not the {in_hw[1]}x{in_hw[0]} input, so it cannot be used for adaptation; "
-            "pick a scale that divides the frame size (or an integer scale)."
-        )
-    return out_hw
 
 
 def consistency_objective(windows: torch.Tensor, degradation: Degradation, out_hw: tuple[int, int]) -> Objective:
@@ -87,135 +39,6 @@ def consistency_objective(windows: torch.Tensor, degradation: Degradation, out_h
         return out, F.mse_loss(degradation(out), y)
 
     return objective
-
-
-def combine(*objectives: tuple[Objective, float]) -> Objective:
-    """Weighted sum of objectives; the output is the first one's."""
-
-    def objective(net: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-        out, total = None, 0.0
-        for fn, weight in objectives:
-            o, loss = fn(net)
-            out = o if out is None else out
-            total = total + weight * loss
-        return out, total
-
-    return objective
-
-
-def make_optimizer(net: nn.Module, name: str, lr: float, momentum: float = 0.0) -> torch.optim.Optimizer:
-    """SGD (Lucas et al.) or Adam (Goyal's online runs) over ``net``'s parameters."""
-    if name == "sgd":
-        return torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum)
-    if name == "adam":
-        return torch.optim.Adam(net.parameters(), lr=lr)
-    raise ConfigError(f"Unknown optimizer '{name}'; use sgd or adam.")
-
-
-@dataclass
-class FinetuneResult:
-    """What one run of Algorithm 1 produced."""
-
-    output: torch.Tensor  # (B, C, oH, oW) output of the best weights (or the trained ones after divergence), detached
-    losses: list[float] = field(default_factory=list)  # loss before each update; losses[0] is the trained weights'
-    steps: int = 0  # SGD updates made
-    best_step: int = 0  # index into losses of the returned output
-    diverged: bool = False  # a loss was NaN/inf: the output is the trained weights'
-    state: dict | None = None  # state_dict of the best weights (None after divergence)
-
-    @property
-    def loss_before(self) -> float:
-        return self.losses[0] if self.losses else math.nan
-
-    @property
-    def loss_after(self) -> float:
-        return self.losses[self.best_step] if self.losses and not self.diverged else self.loss_before
-
-
-def finetune(
-    net: nn.Module,
-    objective: Objective,
-    *,
-    lr: float = 0.005,
-    momentum: float = 0.0,
-    patience: int = 2,
-    max_steps: int = 100,
-    optimizer: str = "sgd",
-    backtrack: float = 0.0,
-) -> FinetuneResult:
-    """Algorithm 1: SGD on ``objective(net)`` with early stopping; ``net`` is updated in place.
-
-    Args:
-        net: the network to tune (a copy made by :func:`trainable_copy`; it ends at the last
-            weights tried, the best ones are in ``result.state``).
-        objective: net -> (output (B, C, oH, oW), scalar loss), e.g. :func:`consistency_objective`.
-        patience: stop once this many consecutive steps brought no new minimum.
-        max_steps: at most this many updates.
-        optimizer: "sgd" (the paper's, with ``momentum``) or "adam".
-        backtrack: 0 = Algorithm 1 as published (a step that brings no new minimum is kept
-            and the next step starts from it). In (0, 1): such a step is undone instead —
-            weights, optimiser state and gradient go back to the best point — and the step
-            is retried from there with the learning rate multiplied by ``backtrack``
-            (a backtracking line search); ``patience`` still counts consecutive misses.
-
-    Returns:
-        A :class:`FinetuneResult`; on a NaN/inf loss the output falls back to the trained
-        weights' output (the first forward pass) and a warning is logged.
-    """
-    if not (0.0 <= backtrack < 1.0):
-        raise ConfigError(f"The backtracking factor must be in [0, 1), got {backtrack}.")
-    opt = make_optimizer(net, optimizer, lr, momentum)
-    params = [p for p in net.parameters() if p.requires_grad]
-    result = FinetuneResult(output=torch.empty(0))
-    first: torch.Tensor | None = None
-    best = math.inf
-    bad = 0
-    rate = lr
-    at_best: tuple[dict, list[torch.Tensor | None]] | None = None  # optimiser state and gradient at the best point
-    for step in range(max_steps + 1):
-        with torch.enable_grad():
-            out, loss = objective(net)  # (B, C, oH, oW), ()
-        value = float(loss.detach())
-        if first is None:
-            first = out.detach()
-        if not math.isfinite(value) or not torch.isfinite(out).all():
-            if backtrack and at_best is not None and bad + 1 < patience and step < max_steps:
-                log.info("adaptation step %d gave a non-finite loss; backtracking", step)
-                value = math.inf  # a miss like any other: undo it and retry with a smaller step
-            else:
-                log.warning("adaptation diverged (loss %s at step %d); using the trained weights for this frame", value, step)
-                result.diverged, result.output, result.state = True, first, None
-                result.losses.append(value)
-                return result
-        result.losses.append(value)
-        improved = value < best
-        if improved:
-            best, bad = value, 0
-            result.output, result.best_step = out.detach(), step
-            result.state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-        else:
-            bad += 1
-            if bad >= patience:
-                break
-        if step == max_steps:
-            break
-        if backtrack and not improved and at_best is not None:
-            # Undo the last step: best weights, optimiser state and gradient, then a shorter step.
-            net.load_state_dict(result.state)
-            opt.load_state_dict(copy.deepcopy(at_best[0]))
-            for p, g in zip(params, at_best[1]):
-                p.grad = None if g is None else g.clone()
-            rate *= backtrack
-        else:
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if backtrack:
-                at_best = (copy.deepcopy(opt.state_dict()), [None if p.grad is None else p.grad.clone() for p in params])
-        for group in opt.param_groups:
-            group["lr"] = rate
-        opt.step()
-        result.steps += 1
-    return result
 
 
 def adapt_consistency(
@@ -248,3 +71,35 @@ def adapt_consistency(
         net, objective, lr=lr, momentum=momentum, patience=patience, max_steps=max_steps, optimizer=optimizer,
         backtrack=backtrack,
     )
+
+
+class Method:
+    """``--adapt consistency``: Algorithm 1 on each frame from the trained weights (optionally + the internal loss)."""
+
+    def __init__(self, context: Context) -> None:
+        self.ctx = context
+        cfg = context.config
+        self.dog = DoGLoss(cfg.dog_levels, cfg.dog_sigma, cfg.dog_weight)
+
+    def reset(self) -> None:
+        """Nothing is carried from frame to frame."""
+
+    def frame(self, window: torch.Tensor, index: int, scene: int) -> MethodResult:
+        """Fine-tune a copy on ``window`` (1, T, C, H, W) and return its output."""
+        ctx, cfg = self.ctx, self.ctx.config
+        deg = ctx.degradation(scene, window[0])
+        out_hw = check_degradation(deg, tuple(window.shape[-2:]), ctx.scale)
+        objective = consistency_objective(window, deg, out_hw)
+        if cfg.objective in ("internal", "both"):
+            internal = internal_objective(window, deg, out_hw, self.dog, with_output=False)
+            objective = combine((objective, 1.0), (internal, cfg.internal_weight))
+        net = trainable_copy(ctx.model)
+        result = finetune(
+            net, objective, lr=cfg.learning_rate, momentum=cfg.momentum, patience=cfg.patience,
+            max_steps=cfg.max_steps, optimizer=cfg.optimizer, backtrack=cfg.backtrack,
+        )
+        t0 = time.perf_counter()
+        out = ctx.tuned_output(result, net, window)
+        record = finetune_record(result, out)
+        record.infer_seconds = time.perf_counter() - t0 if ctx.forward is not None else 0.0
+        return record

@@ -16,12 +16,14 @@ by W ("DoG have smaller magnitude than the blurred image").
 from __future__ import annotations
 
 import math
+import time
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vsr_pipeline.adapt.consistency import Objective, upscale
+from vsr_pipeline.adapt.base import Context, MethodResult, Objective, trainable_copy, upscale
+from vsr_pipeline.adapt.finetune import check_degradation, finetune, finetune_record
 from vsr_pipeline.degrade.operator import Degradation
 
 
@@ -92,3 +94,30 @@ def internal_objective(
         return out, dog(pred, y)
 
     return objective
+
+
+class Method:
+    """``--adapt internal``: Algorithm 1 per frame on the internal (ZSSR-style) objective alone."""
+
+    def __init__(self, context: Context) -> None:
+        self.ctx = context
+        cfg = context.config
+        self.dog = DoGLoss(cfg.dog_levels, cfg.dog_sigma, cfg.dog_weight)
+
+    def reset(self) -> None:
+        """Nothing is carried from frame to frame."""
+
+    def frame(self, window: torch.Tensor, index: int, scene: int) -> MethodResult:
+        """Fine-tune a copy on ``window``'s internal pairs (1, T, C, H, W) and return its output."""
+        ctx, cfg = self.ctx, self.ctx.config
+        deg = ctx.degradation(scene, window[0])
+        out_hw = check_degradation(deg, tuple(window.shape[-2:]), ctx.scale)
+        net = trainable_copy(ctx.model)
+        result = finetune(
+            net, internal_objective(window, deg, out_hw, self.dog), lr=cfg.learning_rate, momentum=cfg.momentum,
+            patience=cfg.patience, max_steps=cfg.max_steps, optimizer=cfg.optimizer, backtrack=cfg.backtrack,
+        )
+        t0 = time.perf_counter()
+        record = finetune_record(result, ctx.tuned_output(result, net, window))
+        record.infer_seconds = time.perf_counter() - t0 if ctx.forward is not None else 0.0
+        return record

@@ -25,13 +25,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vsr_pipeline.adapt.consistency import FinetuneResult, check_degradation, finetune, trainable_copy, upscale
-from vsr_pipeline.adapt.uncertainty import artifact_mask, check_dropout, variance_map
+from vsr_pipeline.adapt.base import Context, MethodResult, trainable_copy, upscale
+from vsr_pipeline.adapt.finetune import FinetuneResult, check_degradation, finetune, finetune_record
+from vsr_pipeline.adapt.uncertainty import artifact_mask, check_dropout, save_mask_images, variance_map
 from vsr_pipeline.degrade.operator import Degradation
 from vsr_pipeline.errors import ConfigError
 
@@ -65,11 +67,14 @@ def adapt_masked(
     optimizer: str = "sgd",
     loss: str = "residual",
     backtrack: float = 0.0,
+    forward: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
 ) -> MaskedResult:
     """Sec. VI on windows (B, T, C, H, W): variance map, mask, Eq. 3 fine-tuning of a copy, Eq. 4 blend.
 
-    Raises ConfigError when ``model`` cannot host MC-dropout or ``degradation`` does not fit
-    the scale. The caller's model is not modified.
+    ``forward(net, windows)``, when given, produces both outputs of the Eq. 4 blend (e.g. the
+    runner's tiled or fp16 pass); by default they are plain forward passes. Raises
+    ConfigError when ``model`` cannot host MC-dropout or ``degradation`` does not fit the
+    scale. The caller's model is not modified.
     """
     check_dropout(model)
     out_hw = check_degradation(degradation, tuple(windows.shape[-2:]), scale)
@@ -87,12 +92,47 @@ def adapt_masked(
             return out, F.mse_loss(degradation(out * mask), y * mask_d)  # Eq. 3 as written
         return out, F.mse_loss((degradation(out) - y) * mask_d, torch.zeros_like(y))
 
+    net = trainable_copy(model)
     tune = finetune(
-        trainable_copy(model), objective, lr=lr, momentum=momentum, patience=patience, max_steps=max_steps,
+        net, objective, lr=lr, momentum=momentum, patience=patience, max_steps=max_steps,
         optimizer=optimizer, backtrack=backtrack,
     )
-    with torch.no_grad():
-        trained = upscale(model, windows, out_hw)  # f_ψ̃(y), dropout off
-    # tune.output is f_ψ̂(y) at the lowest loss (or f_ψ̃(y) itself after a divergence)
-    output = tune.output * mask + trained * (1 - mask)  # Eq. 4
+    if forward is None:
+        with torch.no_grad():
+            trained = upscale(model, windows, out_hw)  # f_ψ̃(y), dropout off
+        tuned = tune.output  # f_ψ̂(y) at the lowest loss (or f_ψ̃(y) itself after a divergence)
+    else:
+        trained = forward(model, windows)
+        if tune.state is not None and not tune.diverged:
+            net.load_state_dict(tune.state)
+            tuned = forward(net, windows)
+        else:
+            tuned = trained
+    output = tuned * mask + trained * (1 - mask)  # Eq. 4
     return MaskedResult(output=output, variance=variance, mask=mask, tune=tune)
+
+
+class Method:
+    """``--adapt masked``: MC-dropout artifact mask, masked fine-tuning, Eq. 4 blend, per frame."""
+
+    def __init__(self, context: Context) -> None:
+        check_dropout(context.model)
+        self.ctx = context
+
+    def reset(self) -> None:
+        """Nothing is carried from frame to frame."""
+
+    def frame(self, window: torch.Tensor, index: int, scene: int) -> MethodResult:
+        """Mask, fine-tune and blend for ``window`` (1, T, C, H, W)."""
+        ctx, cfg = self.ctx, self.ctx.config
+        deg = ctx.degradation(scene, window[0])
+        m = adapt_masked(
+            ctx.model, window, deg, ctx.scale, passes=cfg.mc_passes, p=cfg.mc_dropout, median=cfg.median,
+            seed=cfg.seed + index, lr=cfg.learning_rate, momentum=cfg.momentum, patience=cfg.patience,
+            max_steps=cfg.max_steps, optimizer=cfg.optimizer, loss=cfg.mask_loss, backtrack=cfg.backtrack,
+            forward=ctx.forward,
+        )
+        if cfg.save_masks:
+            save_mask_images(cfg.save_masks, index, m.variance[0], m.mask[0])
+        output = torch.nan_to_num(m.output, nan=0.0).clamp(0, 1)
+        return finetune_record(m.tune, output, mask_fraction=float(m.mask.mean()))

@@ -32,23 +32,16 @@ from typing import Callable
 import torch
 from torch import nn
 
+from vsr_pipeline.adapt.base import Context, Fetch, Forward, MethodResult, Objective, trainable_copy, upscale
 from vsr_pipeline.adapt.config import AdaptConfig
-from vsr_pipeline.adapt.consistency import (
-    Objective,
-    check_degradation,
-    combine,
-    consistency_objective,
-    make_optimizer,
-    trainable_copy,
-    upscale,
-)
+from vsr_pipeline.adapt.consistency import consistency_objective
+from vsr_pipeline.adapt.finetune import check_degradation, combine, make_optimizer
 from vsr_pipeline.adapt.internal import DoGLoss, internal_objective
 from vsr_pipeline.degrade.operator import Degradation
 from vsr_pipeline.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-Fetch = Callable[[int], tuple[torch.Tensor, int]]  # frame index -> (window (T, C, H, W), scene id)
 DegradationFor = Callable[[int, torch.Tensor], Degradation]  # (scene, window (T, C, H, W)) -> A'
 
 MAX_SNAPSHOTS = 64  # kept weight snapshots (about 1.3 MB each for vsrnet-x4)
@@ -97,11 +90,15 @@ class OnlineAdapter:
             reset_every, snapshot_every, seed, DoG settings).
         degradation_for: (scene, window) -> A' at ``scale``; called once per scene.
         fetch: index -> (window, scene), needed only for out-of-order requests.
+        forward: (net, windows (B, T, C, H, W)) -> output in [0, 1], the output pass when it is
+            not a plain forward (the runner's tiles or fp16); default: a plain forward.
     """
 
     def __init__(
-        self, model: nn.Module, scale: float, config: AdaptConfig, degradation_for: DegradationFor, fetch: Fetch | None = None
+        self, model: nn.Module, scale: float, config: AdaptConfig, degradation_for: DegradationFor,
+        fetch: Fetch | None = None, forward: Forward | None = None,
     ) -> None:
+        self.forward = forward
         self.trained = model
         self.scale = scale
         self.config = config
@@ -116,8 +113,16 @@ class OnlineAdapter:
         self.dog = DoGLoss(config.dog_levels, config.dog_sigma, config.dog_weight)
         self._degradations: dict[int, Degradation] = {}
 
+    def forget(self) -> None:
+        """Drop every carried state (chains, snapshots, scene kernels): the next frame starts a new clip."""
+        self._reset()
+        self.live = None
+        self.snapshots.clear()
+        self.starts.clear()
+        self._degradations.clear()
+
     def _optimizer(self) -> torch.optim.Optimizer:
-        return make_optimizer(self.net, self.config.optimizer, self.config.lr, self.config.momentum)
+        return make_optimizer(self.net, self.config.optimizer, self.config.learning_rate, self.config.momentum)
 
     def _reset(self) -> None:
         self.net.load_state_dict(self.initial)
@@ -243,8 +248,11 @@ class OnlineAdapter:
         with torch.no_grad():
             deg = self.degradation(scene, window)
             out_hw = check_degradation(deg, tuple(window.shape[-2:]), self.scale)
-            out = upscale(self.trained if diverged else self.net, window[None], out_hw)[0]  # (C, oH, oW)
-            out = torch.nan_to_num(out, nan=0.0).clamp_(0.0, 1.0)
+            net = self.trained if diverged else self.net
+            if self.forward is not None:
+                out = self.forward(net, window[None])[0]  # (C, oH, oW)
+            else:
+                out = torch.nan_to_num(upscale(net, window[None], out_hw)[0], nan=0.0).clamp_(0.0, 1.0)
         t2 = time.perf_counter()
         nan = float("nan")
         return OnlineFrame(
@@ -256,6 +264,29 @@ class OnlineAdapter:
             adapt_seconds=t1 - t0,
             infer_seconds=t2 - t1,
             fallback=diverged,
+        )
+
+
+class Method:
+    """``--adapt online``: the :class:`OnlineAdapter` behind the method interface."""
+
+    def __init__(self, context: Context) -> None:
+        self.ctx = context
+        self.online = OnlineAdapter(
+            context.model, context.scale, context.config, context.degradation, fetch=context.fetch, forward=context.forward
+        )
+
+    def reset(self) -> None:
+        """A new clip: chains, snapshots and scene kernels are forgotten."""
+        self.online.forget()
+
+    def frame(self, window: torch.Tensor, index: int, scene: int) -> MethodResult:
+        """Carry the weights on to frame ``index`` (window (1, T, C, H, W)) and upscale it."""
+        self.online.fetch = self.ctx.fetch  # a driver may hand over random access after construction
+        r = self.online.frame(window[0], index, scene)
+        return MethodResult(
+            output=r.output[None], loss_before=r.loss_before, loss_after=r.loss_after, steps=r.steps,
+            infer_seconds=r.infer_seconds, fallback=r.fallback, unchanged=r.fallback, replayed=r.replayed,
         )
 
 

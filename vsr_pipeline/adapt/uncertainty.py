@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vsr_pipeline.adapt.consistency import upscale
+from vsr_pipeline.adapt.base import upscale
 from vsr_pipeline.errors import ConfigError
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Iterable, Iterator
 
 import av
 import numpy as np
@@ -24,16 +24,16 @@ import torch
 
 from vsr_pipeline.degrade.operator import Degradation, parse_degradation
 from vsr_pipeline.errors import ConfigError
+from vsr_pipeline.config import EncodeOptions
+from vsr_pipeline.io.files import check_paths
 from vsr_pipeline.io.probe import VideoInfo, probe
-from vsr_pipeline.io.reader import VideoReader
-from vsr_pipeline.io.writer import CODEC_ALIASES, CONTAINERS, EncodeOptions, VideoWriter
-from vsr_pipeline.pipeline import check_paths
+from vsr_pipeline.io.reader import Frame
+from vsr_pipeline.io.transcode import Progress, transcode
+from vsr_pipeline.io.encoding import CODEC_ALIASES, CONTAINERS
 
 __all__ = ["DegradeResult", "degrade_video", "frame_noise", "LOSSLESS"]
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[int, int | None], None]  # (frames done, frames expected or None)
 
 # Encoder -> (crf, extra FFmpeg options) that make it lossless; used when ``crf`` is None.
 # (x264: constant QP 0, which unlike crf 0 is lossless at 10 bits too.)
@@ -131,32 +131,22 @@ def degrade_video(
         )
     encode, lossless = _encode_options(dst, info, (lr_w, lr_h), encode, crf if crf is not None else encode.crf)
 
-    reader = VideoReader(src, start=start, duration=duration, on_error=on_error, info=info)
-    writer = VideoWriter(dst, info, (lr_w, lr_h), encode)
-    reader.side_streams = writer.plan.side_streams
-    expected = info.frame_count if start is None and duration is None else None
-    writer.open(section=(start or 0.0, duration))
-    done = 0
-    try:
-        for frame in reader:
+    def transform(frames: Iterable[Frame]) -> Iterator[tuple[Frame, torch.Tensor]]:
+        for frame in frames:
             with torch.no_grad():
                 lr = op(frame.rgb)  # (3, h, w)
             if noise > 0:
                 lr = lr + frame_noise(tuple(lr.shape), noise, seed, frame.index)
-            writer.write(lr.clamp_(0.0, 1.0), frame.pts, frame.time_base, frame.side_packets)
-            done += 1
-            if progress is not None:
-                progress(done, expected)
-        writer.close(reader.trailing_packets)
-    except BaseException:
-        writer.abort()
-        raise
-    if reader.stats.lost:
-        log.warning("%d frame(s) of %s were lost to damage and skipped", reader.stats.lost, src)
+            yield frame, lr.clamp_(0.0, 1.0)
+
+    stats = transcode(
+        src, dst, info, (lr_w, lr_h), transform, encode=encode, replace=overwrite,
+        start=start, duration=duration, on_error=on_error, progress=progress,
+    )
     return DegradeResult(
         output=dst,
-        frames=done,
-        lost_frames=reader.stats.lost,
+        frames=stats.frames,
+        lost_frames=stats.lost,
         seconds=time.perf_counter() - t0,
         input_size=(in_w, in_h),
         output_size=(lr_w, lr_h),
@@ -164,8 +154,8 @@ def degrade_video(
         scale=op.scale,
         noise=float(noise),
         seed=int(seed),
-        codec=writer.plan.codec,
-        pix_fmt=writer.plan.pix_fmt,
+        codec=stats.codec,
+        pix_fmt=stats.pix_fmt,
         lossless=lossless,
     )
 

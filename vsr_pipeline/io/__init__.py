@@ -1,8 +1,5 @@
-"""Streaming video I/O: probe, reader, windows, writer, colour conversion."""
+"""Streaming video I/O: probe, reader, windows, scenes, colour conversion, writer, files, transcode.
 
-from vsr_pipeline.io.probe import VideoInfo, probe
-from vsr_pipeline.io.reader import Frame, VideoReader
-from vsr_pipeline.io.windows import windows
-from vsr_pipeline.io.writer import EncodeOptions, VideoWriter
-
-__all__ = ["EncodeOptions", "Frame", "VideoInfo", "VideoReader", "VideoWriter", "probe", "windows"]
+Import from the submodules (``vsr_pipeline.io.reader``, ``vsr_pipeline.io.files``, ...);
+this package imports nothing itself, so that light modules (path checks) stay light.
+"""

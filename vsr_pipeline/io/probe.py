@@ -69,7 +69,7 @@ def open_input(path: Path) -> av.container.InputContainer:
     if not path.exists():
         raise InputError(f"Input file {str(path)!r} does not exist.")
     if path.is_dir():
-        raise InputError(f"Input {str(path)!r} is a folder, not a video file (use `vsrpipe batch` for folders).")
+        raise InputError(f"Input {str(path)!r} is a folder, not a video file; give one video file.")
     try:
         return av.open(str(path), mode="r")
     except av.error.EOFError as exc:

@@ -5,6 +5,9 @@ Both backends give the same guarantees:
 * every output frame carries its input frame's timestamp (VFR stays VFR);
 * audio and subtitle streams are copied without re-encoding (or dropped on request);
 * colour tags (matrix, range, primaries, transfer) are carried over;
+* ``--encoder-args`` and ``--crf`` are checked against the encoder before anything is
+  written: an option neither the encoder nor the muxer has, or a CRF outside the encoder's
+  range, is a :class:`ConfigError` (PyAV would otherwise pass it on and FFmpeg ignore it);
 * output goes to a temporary file beside the target, renamed only by :meth:`close`;
   :meth:`abort` (or any exception inside ``with``) removes it.
 
@@ -14,15 +17,11 @@ which keeps exact timestamps, and takes the audio/subtitle streams from the inpu
 
 from __future__ import annotations
 
-import functools
 import logging
-import os
 import shlex
-import shutil
 import subprocess
 import tempfile
 import threading
-from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
@@ -31,207 +30,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vsr_pipeline.config import EncodeOptions
 from vsr_pipeline.errors import ConfigError, OutputError
-from vsr_pipeline.io.color import ColorSpec, rgb_to_yuv
+from vsr_pipeline.io.color import rgb_to_yuv
+from vsr_pipeline.io.encoding import _PRI_NAMES, _SPC_NAMES, _TRC_NAMES, _Plan, find_ffmpeg, plan_output
+from vsr_pipeline.io.files import publish, temp_path_for
 from vsr_pipeline.io.probe import VideoInfo, open_input
 
 log = logging.getLogger(__name__)
-
-# SVT-AV1 logs its banner to stderr unless told otherwise; the CLI owns the terminal.
-os.environ.setdefault("SVT_LOG", "1")
-
-# Output extension -> (FFmpeg muxer, default video codec).
-CONTAINERS: dict[str, tuple[str, str]] = {
-    ".mp4": ("mp4", "libx264"),
-    ".m4v": ("mp4", "libx264"),
-    ".mkv": ("matroska", "libx264"),
-    ".mov": ("mov", "libx264"),
-    ".webm": ("webm", "libvpx-vp9"),
-}
-CODEC_ALIASES = {
-    "h264": "libx264",
-    "x264": "libx264",
-    "avc": "libx264",
-    "hevc": "libx265",
-    "h265": "libx265",
-    "x265": "libx265",
-    "av1": "libsvtav1",
-    "svtav1": "libsvtav1",
-    "vp9": "libvpx-vp9",
-    "prores": "prores_ks",
-}
-# Sensible quality defaults per encoder (visually transparent for typical footage).
-DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libsvtav1": 30, "libvpx-vp9": 30, "libaom-av1": 30}
-DEFAULT_PRESET = {"libx264": "medium", "libx265": "medium", "libsvtav1": "8"}
-
-_SPC_NAMES = {1: "bt709", 4: "fcc", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 9: "bt2020nc", 10: "bt2020c"}
-_PRI_NAMES = {1: "bt709", 4: "bt470m", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "film", 9: "bt2020", 10: "smpte428", 11: "smpte431", 12: "smpte432", 22: "jedec-p22"}
-_TRC_NAMES = {1: "bt709", 4: "gamma22", 5: "gamma28", 6: "smpte170m", 7: "smpte240m", 8: "linear", 13: "iec61966-2-1", 14: "bt2020-10", 15: "bt2020-12", 16: "smpte2084", 18: "arib-std-b67"}
-
-
-@dataclass(frozen=True)
-class EncodeOptions:
-    """How to encode the output; click options map onto these fields."""
-
-    backend: str = "pyav"  # "pyav" (in process) or "ffmpeg" (external binary via ffmpeg-python)
-    codec: str | None = None  # encoder name or alias; None: by container (libx264, webm: libvpx-vp9)
-    crf: int | None = None  # constant rate factor; None: the encoder's entry in DEFAULT_CRF
-    preset: str | None = None  # encoder preset; None: DEFAULT_PRESET
-    pix_fmt: str | None = None  # None: yuv420p for 8-bit input, yuv420p10le for deeper input
-    encoder_args: str = ""  # extra FFmpeg output options, e.g. "-tune film -x264-params aq-mode=3"
-    copy_audio: bool = True  # copy audio streams without re-encoding
-    copy_subtitles: bool = True  # copy subtitle streams without re-encoding
-    ffmpeg_path: str | None = None  # ffmpeg backend: binary to run; None: PATH, then imageio-ffmpeg's
-
-
-@dataclass
-class _Plan:
-    """Everything decided about an output before the first frame is written."""
-
-    muxer: str
-    codec: str
-    pix_fmt: str
-    width: int  # encoded size (even where the chroma subsampling needs it)
-    height: int
-    pad: tuple[int, int]  # (right, bottom) pixels added by edge replication
-    color: ColorSpec
-    chroma_shift: tuple[int, int]
-    options: dict[str, str] = field(default_factory=dict)
-    side_streams: tuple[int, ...] = ()
-
-
-def parse_encoder_args(text: str) -> dict[str, str]:
-    """``"-tune film -x264-params aq-mode=3"`` -> ``{"tune": "film", "x264-params": "aq-mode=3"}``."""
-    tokens = shlex.split(text or "")
-    out: dict[str, str] = {}
-    i = 0
-    while i < len(tokens):
-        key = tokens[i]
-        if not key.startswith("-") or i + 1 >= len(tokens):
-            raise ConfigError(
-                f"--encoder-args must be pairs of '-option value', got {text!r} (stuck at {key!r})."
-            )
-        out[key.lstrip("-")] = tokens[i + 1]
-        i += 2
-    return out
-
-
-def find_ffmpeg(explicit: str | None = None) -> str:
-    """The ffmpeg binary to run: ``explicit``, the one on PATH, else imageio-ffmpeg's."""
-    if explicit:
-        return explicit
-    found = shutil.which("ffmpeg")
-    if found:
-        return found
-    import imageio_ffmpeg
-
-    return imageio_ffmpeg.get_ffmpeg_exe()
-
-
-def plan_output(
-    path: Path, info: VideoInfo, size: tuple[int, int], opts: EncodeOptions
-) -> _Plan:
-    """Decide muxer, codec, pixel format, padding and colour for writing ``path``.
-
-    ``size`` is the (width, height) of the frames that will be written. Raises
-    :class:`OutputError` for a container or pixel format that cannot hold what was asked.
-    """
-    ext = path.suffix.lower()
-    if ext not in CONTAINERS:
-        known = ", ".join(sorted(CONTAINERS))
-        raise OutputError(f"Output {str(path)!r} has an unsupported extension {ext or '(none)'!r}; use one of {known}.")
-    muxer, default_codec = CONTAINERS[ext]
-    codec = CODEC_ALIASES.get((opts.codec or "").lower(), opts.codec or default_codec)
-    try:
-        av_codec = av.Codec(codec, "w")
-    except Exception as exc:
-        raise OutputError(f"Video encoder {codec!r} is not available in this FFmpeg build.") from exc
-    if av_codec.type != "video":
-        raise OutputError(f"{codec!r} is not a video encoder.")
-    holds = _codecs_of(muxer)
-    if codec not in holds and av_codec.name not in holds:
-        raise OutputError(f"The {ext} container cannot hold {codec} video; pick another --codec or output extension.")
-
-    pix_fmt = opts.pix_fmt or ("yuv420p10le" if info.bit_depth > 8 else "yuv420p")
-    formats = [f.name for f in (av_codec.video_formats or [])]
-    if opts.pix_fmt is None and formats and pix_fmt not in formats:
-        # e.g. an 8-bit-only encoder fed 10-bit input: take its best format and say so
-        fallback = next((f for f in formats if f.startswith("yuv420p")), formats[0])
-        log.warning("%s cannot encode %s; writing %s instead", codec, pix_fmt, fallback)
-        pix_fmt = fallback
-    if formats and pix_fmt not in formats:
-        raise OutputError(
-            f"Encoder {codec} cannot write pixel format {pix_fmt!r}; it supports {', '.join(formats)}."
-        )
-    fmt = av.VideoFormat(pix_fmt)
-    if fmt.is_rgb or len({c.plane for c in fmt.components}) < 3 or fmt.is_big_endian:
-        raise OutputError(f"Pixel format {pix_fmt!r} is not supported for output; use a planar YUV format such as yuv420p.")
-    chroma_shift = ((16 // fmt.chroma_width(16)).bit_length() - 1, (16 // fmt.chroma_height(16)).bit_length() - 1)
-    w, h = size
-    pad_w = w % 2 if chroma_shift[0] else 0
-    pad_h = h % 2 if chroma_shift[1] else 0
-    if pad_w or pad_h:
-        log.warning(
-            "output size %dx%d is odd and %s subsamples chroma: padded to %dx%d by repeating the "
-            "last column/row (use --pix-fmt yuv444p to keep the exact size)",
-            w, h, pix_fmt, w + pad_w, h + pad_h,
-        )
-    depth = max(c.bits for c in fmt.components)
-    matrix = info.color.matrix if info.color_tagged else ("bt709" if h >= 720 else "bt601")
-    color = ColorSpec(matrix=matrix, full_range=info.color.full_range, bit_depth=depth)
-
-    options = {}
-    crf = opts.crf if opts.crf is not None else DEFAULT_CRF.get(codec)
-    if crf is not None:
-        options["crf"] = str(crf)
-        if codec == "libvpx-vp9":
-            options["b"] = "0"  # constant-quality mode needs bitrate 0
-    preset = opts.preset or DEFAULT_PRESET.get(codec)
-    if preset is not None:
-        options["preset"] = str(preset)
-    extra = parse_encoder_args(opts.encoder_args)
-    if codec == "libx265" and "x265-params" not in extra:
-        options["x265-params"] = "log-level=error"  # x265 prints a banner per run otherwise
-    options.update(extra)
-
-    side = []
-    if opts.copy_audio:
-        side += [s.index for s in info.audio]
-    if opts.copy_subtitles:
-        side += [s.index for s in info.subtitles]
-    for s in (*info.audio, *info.subtitles):
-        if s.index in side and s.codec not in holds:
-            flag = "--no-audio" if s.kind == "audio" else "--no-subtitles"
-            fits = [e for e in CONTAINERS if s.codec in _codecs_of(CONTAINERS[e][0])]
-            where = f"an output extension that holds it ({', '.join(fits)})" if fits else "another output extension"
-            raise OutputError(
-                f"The {ext} container cannot hold the input's {s.kind} stream #{s.index} ({s.codec}) without "
-                f"re-encoding; use {where} or {flag}."
-            )
-    return _Plan(muxer, codec, pix_fmt, w + pad_w, h + pad_h, (pad_w, pad_h), color, chroma_shift, options, tuple(side))
-
-
-@functools.lru_cache(maxsize=None)
-def _codecs_of(muxer: str) -> frozenset[str]:
-    """Names of the codecs the FFmpeg muxer ``muxer`` can store."""
-    container = av.open(os.devnull, "w", format=muxer)
-    try:
-        return frozenset(container.supported_codecs)
-    finally:
-        container.close()
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def temp_path_for(path: Path) -> Path:
-    """A fresh, hidden temporary path in the target's folder with the same extension."""
-    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".partial" + path.suffix, dir=path.parent)
-    os.close(fd)
-    return Path(name)
 
 
 class VideoWriter:
@@ -242,8 +48,12 @@ class VideoWriter:
     temporary file is removed and nothing appears at ``path``.
     """
 
-    def __init__(self, path: Path | str, info: VideoInfo, size: tuple[int, int], options: EncodeOptions = EncodeOptions()) -> None:
+    def __init__(
+        self, path: Path | str, info: VideoInfo, size: tuple[int, int], options: EncodeOptions = EncodeOptions(),
+        *, replace: bool = True,
+    ) -> None:
         self.path = Path(path)
+        self.replace = replace  # False: never replace a file that appears at ``path`` while writing
         self.info = info
         self.options = options
         if options.backend not in ("pyav", "ffmpeg"):
@@ -267,10 +77,7 @@ class VideoWriter:
         """Create the temporary file and the encoder."""
         if not self.path.parent.is_dir():
             raise OutputError(f"Output folder {str(self.path.parent)!r} does not exist.")
-        try:
-            self.tmp = temp_path_for(self.path)
-        except OSError as exc:
-            raise OutputError(f"Output folder {str(self.path.parent)!r} is not writable ({exc.strerror}).") from exc
+        self.tmp = temp_path_for(self.path)
         try:
             if self.options.backend == "pyav":
                 self._impl = _PyAVSink(self.tmp, self.info, self.plan)
@@ -292,8 +99,7 @@ class VideoWriter:
         assert self._impl is not None and self.tmp is not None
         try:
             self._impl.close(trailing_packets)
-            os.chmod(self.tmp, 0o666 & ~_umask())  # mkstemp made it 0600; honour the umask
-            os.replace(self.tmp, self.path)
+            publish(self.tmp, self.path, replace=self.replace)
         except BaseException:
             self.abort()
             raise
@@ -352,7 +158,9 @@ class _PyAVSink:
         self.plan = plan
         self.info = info
         try:
-            self.container = av.open(str(tmp), mode="w", format=plan.muxer)
+            self.container = av.open(
+                str(tmp), mode="w", format=plan.muxer, container_options=dict(plan.format_options) or None
+            )
         except (av.error.FFmpegError, OSError) as exc:
             raise OutputError(f"Cannot create output file next to {str(tmp.parent)!r} ({exc}).") from exc
         try:
@@ -459,6 +267,7 @@ class _FFmpegSink:
             out_kw["acodec"] = "copy"
             out_kw["scodec"] = "copy"
         out_kw.update(plan.options)
+        out_kw.update(plan.format_options)  # output options that reach the muxer
         args = ffmpeg.output(*streams, f"file:{tmp.resolve()}", **out_kw).overwrite_output().compile(cmd=exe)
         args[1:1] = ["-hide_banner", "-nostdin", "-loglevel", "error"]
         self.args = args

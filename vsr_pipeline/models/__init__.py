@@ -1,6 +1,5 @@
-"""Models: the protocol every network follows, the registry, and the built-in architectures."""
+"""Models: the protocol every network follows, the registry, and the built-in architectures.
 
-from vsr_pipeline.models.base import ModelEntry, VSRModel
-from vsr_pipeline.models.registry import available_models, load_model
-
-__all__ = ["ModelEntry", "VSRModel", "available_models", "load_model"]
+Import what you need from the submodules (``models.registry``, ``models.base``); this
+package itself imports nothing, so that listing models stays free of torch.
+"""

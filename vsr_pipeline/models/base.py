@@ -17,9 +17,10 @@ the module (loading weights if it has any).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Callable, Protocol, runtime_checkable
 
-import torch
+if TYPE_CHECKING:  # listing models must not import torch
+    import torch
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,6 @@ class ModelEntry:
     scale: int  # native scale
     frames: int  # input frames per window
     description: str  # one line for `vsrpipe models`
-    build: Callable[..., torch.nn.Module] = field(repr=False)  # returns a module with .info
+    build: Callable[..., "torch.nn.Module"] = field(repr=False)  # returns a module with .info
     supports_dropout: bool = False  # mirrors ModelInfo.supports_dropout
     any_scale: bool = False  # build(scale=s) makes a model native at any scale s

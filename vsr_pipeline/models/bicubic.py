@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from vsr_pipeline.degrade.resize import imresize
-from vsr_pipeline.models.base import ModelEntry, ModelInfo
+from vsr_pipeline.models.base import ModelInfo
 
 
 class Bicubic(nn.Module):
@@ -23,13 +23,3 @@ class Bicubic(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         centre = x[:, x.shape[1] // 2]  # (B, C, H, W)
         return imresize(centre, scale=self.info.scale)
-
-
-ENTRY = ModelEntry(
-    name="bicubic",
-    scale=4,
-    frames=1,
-    description="MATLAB-compatible bicubic interpolation (any scale; the baseline)",
-    build=Bicubic,
-    any_scale=True,
-)

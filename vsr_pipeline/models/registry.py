@@ -15,11 +15,13 @@ import os
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from vsr_pipeline.errors import ModelError
 from vsr_pipeline.models.base import ModelEntry
+
+if TYPE_CHECKING:  # `vsrpipe models` lists entries without importing torch
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +80,7 @@ def is_weights_path(name: str) -> bool:
     return name.lower().endswith(WEIGHT_SUFFIXES) or os.sep in name
 
 
-def load_model(name: str, *, scale: float | None = None) -> torch.nn.Module:
+def load_model(name: str, *, scale: float | None = None) -> "torch.nn.Module":
     """Build the model called ``name`` (a registry name or a weights file path).
 
     ``scale`` is the requested output scale; models that serve any scale natively are

@@ -35,7 +35,7 @@ from torch import nn
 
 from vsr_pipeline.degrade.resize import imresize
 from vsr_pipeline.errors import ModelError
-from vsr_pipeline.models.base import ModelEntry, ModelInfo
+from vsr_pipeline.models.base import ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -270,41 +270,10 @@ def shipped_weights(filename: str):
     return resources.files(WEIGHTS_PACKAGE).joinpath("weights", filename)
 
 
-def _build_shipped(filename: str, name: str, scale: int) -> VSRNet:
+def build_shipped(filename: str, name: str, scale: int) -> VSRNet:
+    """Load the shipped weights ``models/weights/<filename>`` as model ``name`` (native ``scale``)."""
     ref = shipped_weights(filename)
     if not ref.is_file():
         raise ModelError(f"The weights of model {name!r} ({filename}) are missing from the installation; reinstall vsr-pipeline.")
     with resources.as_file(ref) as path:
         return load_vsrnet(path, name=name, expected_scale=scale)
-
-
-class _ShippedBuilder:
-    """Picklable ``build`` callable of a shipped model entry."""
-
-    def __init__(self, filename: str, name: str, scale: int) -> None:
-        self.filename, self.name, self.scale = filename, name, scale
-
-    def __call__(self) -> VSRNet:
-        return _build_shipped(self.filename, self.name, self.scale)
-
-    def __repr__(self) -> str:
-        return f"_ShippedBuilder({self.filename!r})"
-
-
-VSRNET_X4 = ModelEntry(
-    name="vsrnet-x4",
-    scale=4,
-    frames=5,
-    description="five-frame VSR network trained here, MSE loss, bicubic x4 degradation",
-    build=_ShippedBuilder("vsrnet-x4.safetensors", "vsrnet-x4", 4),
-    supports_dropout=True,
-)
-
-VSRNET_X4_GAN = ModelEntry(
-    name="vsrnet-x4-gan",
-    scale=4,
-    frames=5,
-    description="vsrnet-x4 fine-tuned with GAN + perceptual loss (sharper, with GAN artifacts)",
-    build=_ShippedBuilder("vsrnet-x4-gan.safetensors", "vsrnet-x4-gan", 4),
-    supports_dropout=True,
-)

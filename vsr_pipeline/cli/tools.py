@@ -1,8 +1,8 @@
 """The test-material and measurement commands: ``vsrpipe degrade``, ``evaluate`` and ``compare``.
 
-Registered on the ``vsrpipe`` group by :func:`vsr_pipeline.cli._register`, which also adds
-the exit-code epilog; the group turns every :class:`~vsr_pipeline.errors.VsrError` into one
-sentence and its exit code, so the commands just raise them.
+Looked up by the ``vsrpipe`` group (:mod:`vsr_pipeline.cli`), which adds the exit-code
+epilog and turns every :class:`~vsr_pipeline.errors.VsrError` into one sentence and its
+exit code, so the commands just raise them.
 """
 
 from __future__ import annotations
@@ -11,12 +11,8 @@ from pathlib import Path
 
 import click
 
+from vsr_pipeline.cli.common import progress_bar as _progress
 from vsr_pipeline.errors import ConfigError
-
-def _progress(quiet: bool):
-    from vsr_pipeline.cli import _progress_bar  # imported late: cli imports this module
-
-    return _progress_bar(quiet)
 
 
 @click.command()  # the group adds its exit-code epilog when registering
@@ -54,8 +50,8 @@ def degrade(
     \b
         vsrpipe degrade hr.mp4 lr.mp4 --scale 4 -d gauss:sigma=2.0 --noise 2
     """
+    from vsr_pipeline.config import EncodeOptions
     from vsr_pipeline.degrade.video import degrade_video
-    from vsr_pipeline.io.writer import EncodeOptions
 
     encode = EncodeOptions(
         backend=backend, codec=codec, preset=preset, pix_fmt=pix_fmt, encoder_args=encoder_args,
@@ -84,7 +80,7 @@ def degrade(
 
 
 def _check_report_path(path: Path | None, sources: tuple[Path, ...], overwrite: bool) -> None:
-    from vsr_pipeline.pipeline import check_paths
+    from vsr_pipeline.io.files import check_paths
 
     if path is None or str(path) == "-":
         return

@@ -11,15 +11,18 @@ import torch
 from click.testing import CliRunner
 
 from clips import make_clip
-from vsr_pipeline.adapt import kernelgan as kg
-from vsr_pipeline.adapt import spectral_kernel as sk
 from vsr_pipeline.adapt.config import AdaptConfig
-from vsr_pipeline.adapt.kernelgan import KernelEstimator, KernelGANConfig, kernel_covariance, kernel_error, kernel_orientation
-from vsr_pipeline.adapt.spectral_kernel import SpectralConfig, estimate_kernel_spectral, gaussian_from_covariance
 from vsr_pipeline.cli import main
 from vsr_pipeline.degrade.kernels import anisotropic_gaussian_kernel, gaussian_kernel, stride_offset
 from vsr_pipeline.degrade.operator import blur
 from vsr_pipeline.errors import ConfigError
+from vsr_pipeline.kernels import estimate as ke
+from vsr_pipeline.kernels import metrics as km
+from vsr_pipeline.kernels import spectral as sk
+from vsr_pipeline.kernels.estimate import KernelEstimator
+from vsr_pipeline.kernels.kernelgan import KernelGANConfig
+from vsr_pipeline.kernels.metrics import kernel_covariance, kernel_error, kernel_orientation
+from vsr_pipeline.kernels.spectral import SpectralConfig, estimate_kernel_spectral, gaussian_from_covariance
 
 
 def _photo() -> torch.Tensor:
@@ -63,7 +66,7 @@ def test_orientation_of_an_anisotropic_blur_within_20_degrees():
     r = estimate_kernel_spectral(_lr(_photo(), truth, 2), 2)
     est, elongation = kernel_orientation(r.kernel)
     assert _angle_error(est, theta) < 20 and elongation > 2
-    assert kernel_error(r.kernel, truth) < 0.5 * kernel_error(kg.bicubic_kernel(2), truth)
+    assert kernel_error(r.kernel, truth) < 0.5 * kernel_error(km.bicubic_kernel(2), truth)
 
 
 def test_x4_is_fitted_at_x4_and_centred_for_stride_4():
@@ -71,10 +74,10 @@ def test_x4_is_fitted_at_x4_and_centred_for_stride_4():
     r = estimate_kernel_spectral(_lr(_photo(), truth, 4), 4)
     assert r.kernel.shape == (25, 25) and r.kernel_x2.shape == (13, 13)
     assert _trace(r.kernel) == pytest.approx(13.0, rel=0.15)
-    com = kg.centre_of_mass(torch.from_numpy(r.kernel)).numpy()
+    com = km.centre_of_mass(torch.from_numpy(r.kernel)).numpy()
     assert np.allclose(com, 12 + 1.5, atol=1e-3)  # the offset of a stride-4 kernel (tails cut at the canvas)
     assert r.degradation().kind == "estimate" and r.degradation().resolved
-    assert kernel_error(r.kernel, truth) < 0.5 * kernel_error(kg.bicubic_kernel(4), truth)
+    assert kernel_error(r.kernel, truth) < 0.5 * kernel_error(km.bicubic_kernel(4), truth)
 
 
 def test_gaussian_from_covariance_has_that_covariance():
@@ -88,12 +91,12 @@ def test_small_frames_fall_back_with_the_size(caplog):
     r = estimate_kernel_spectral(torch.rand(3, 40, 100), 2)
     assert r.fallback and "100x40" in r.fallback_reason and "64" in r.fallback_reason
     assert "falls back to bicubic" in caplog.text
-    assert np.allclose(r.kernel, kg.bicubic_kernel(2)) and r.degradation().kind == "bicubic"
+    assert np.allclose(r.kernel, km.bicubic_kernel(2)) and r.degradation().kind == "bicubic"
 
 
 def test_flat_nan_and_noise_only_frames_fall_back():
     r = estimate_kernel_spectral(torch.full((2, 3, 96, 96), 0.5), 4)
-    assert r.fallback and "flat" in r.fallback_reason and r.kernel.shape == kg.bicubic_kernel(4).shape
+    assert r.fallback and "flat" in r.fallback_reason and r.kernel.shape == km.bicubic_kernel(4).shape
     bad = _photo()[:, :128, :128].clone()
     bad[1, 3, 3] = float("nan")
     assert "NaN" in estimate_kernel_spectral(bad, 2).fallback_reason
@@ -119,7 +122,18 @@ def test_estimator_defaults_to_spectral_and_caches_by_method(monkeypatch):
     assert isinstance(est.config, SpectralConfig)
     first = est.estimate(frames)
     assert est.estimate(frames.clone()) is first and len(calls) == 1
-    assert kg._content_key(frames, 2, SpectralConfig()) != kg._content_key(frames, 2, KernelGANConfig.fast())
+    assert ke._content_key(frames, 2, SpectralConfig()) != ke._content_key(frames, 2, KernelGANConfig.fast())
+
+
+def test_forget_scenes_drops_scene_ids_but_keeps_the_content_cache():
+    est = KernelEstimator(2)
+    a, b = _photo()[:, :160, :160][None], _photo()[:, 200:360, 200:360][None]
+    est.degradation_for_scene(0, a)
+    est.forget_scenes()
+    est.degradation_for_scene(0, b)  # scene 0 of a new clip: estimated from its own frames
+    assert (est.hits, est.misses) == (0, 2)
+    est.degradation_for_scene(1, a)  # content seen before: a cache hit
+    assert (est.hits, est.misses) == (1, 2)
 
 
 def test_cli_default_is_spectral_and_kernelgan_options_are_refused(tmp_path):
@@ -141,8 +155,8 @@ def test_enhance_degradation_estimate_uses_the_chosen_method(tmp_path, monkeypat
     weights = tmp_path / "tiny.safetensors"
     save_vsrnet(VSRNet(VSRNetConfig(scale=2, features=8, blocks=1)), weights, name="tiny-x2")
     used = []
-    real = kg.estimate_with
-    monkeypatch.setattr(kg, "estimate_with", lambda f, s, c: used.append(type(c).__name__) or real(f, s, c))
+    real = ke.estimate_with
+    monkeypatch.setattr(ke, "estimate_with", lambda f, s, c: used.append(type(c).__name__) or real(f, s, c))
     clip = make_clip(tmp_path / "in.mp4", n=4, size=(96, 80)).path
     report = tmp_path / "run.json"
     for method, name in (("spectral", "SpectralConfig"), ("kernelgan", "KernelGANConfig")):

@@ -1,24 +1,21 @@
 """``vsrpipe estimate-kernel``: one scene's SR kernel (spectral fit or KernelGAN) written as a .npy file.
 
-Registered on the ``vsrpipe`` group by :func:`vsr_pipeline.cli._register`; the group turns
-every :class:`~vsr_pipeline.errors.VsrError` into one sentence and its exit code.
+Looked up by the ``vsrpipe`` group (:mod:`vsr_pipeline.cli`), which turns every
+:class:`~vsr_pipeline.errors.VsrError` into one sentence and its exit code.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from contextlib import closing
 from pathlib import Path
 
 import click
-import numpy as np
 
 from vsr_pipeline.errors import ConfigError, InputError, OutputError
 
 
 def _check_output(path: Path, suffix: str, option: str, src: Path, overwrite: bool) -> None:
-    from vsr_pipeline.pipeline import check_paths
+    from vsr_pipeline.io.files import check_paths
 
     if path.suffix.lower() != suffix:
         raise ConfigError(f"{option} {str(path)!r} must end in {suffix}.")
@@ -54,18 +51,6 @@ def _scene_frames(path: Path, scene: int, keep: int) -> tuple[list, int, int]:
     return kept, first, count
 
 
-def _write_atomic(target: Path, write) -> Path:
-    """Write via ``write(file_object)`` to a temporary file beside ``target``; returns the temp path."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return Path(tmp)
-
-
 @click.command("estimate-kernel")  # the group adds its exit-code epilog when registering
 @click.argument("input", type=click.Path(path_type=Path, dir_okay=True))
 @click.option("--out", "-o", "out", type=click.Path(path_type=Path, dir_okay=True), required=True, help="Where to write the kernel (.npy, float64, sums to 1; use it as -d kernel:FILE).")
@@ -78,7 +63,7 @@ def _write_atomic(target: Path, write) -> Path:
 @click.option("--seed", type=int, default=0, show_default=True, help="kernelgan: seed of the weights and crop draws (the spectral fit is deterministic).")
 @click.option("--overwrite", "-y", is_flag=True, help="Replace --out/--png if they exist.")
 @click.option("--quiet", "-q", is_flag=True, help="No summary line.")
-def estimate_kernel_command(
+def estimate_kernel(
     input: Path, out: Path, png: Path | None, scene: int, scale: str, method: str, iterations: int | None,
     fast: bool | None, seed: int, overwrite: bool, quiet: bool,
 ) -> None:
@@ -91,10 +76,14 @@ def estimate_kernel_command(
     \b
         vsrpipe estimate-kernel lr.mp4 --out k4.npy --png k4.png --scale 4 --scene 1
     """
+    import numpy as np
     from PIL import Image
 
-    from vsr_pipeline.adapt.kernelgan import KernelGANConfig, estimate_with, kernel_image
-    from vsr_pipeline.adapt.spectral_kernel import SpectralConfig
+    from vsr_pipeline.io.files import atomic_output
+    from vsr_pipeline.kernels.estimate import estimate_with
+    from vsr_pipeline.kernels.kernelgan import KernelGANConfig
+    from vsr_pipeline.kernels.metrics import kernel_image
+    from vsr_pipeline.kernels.spectral import SpectralConfig
 
     if method == "spectral" and (fast is not None or iterations is not None):
         given = "--iterations" if iterations is not None else ("--fast" if fast else "--reference")
@@ -116,18 +105,13 @@ def estimate_kernel_command(
     if result.fallback:
         click.secho(f"Warning: using the bicubic kernel for scene {scene}: {result.fallback_reason}.", fg="yellow", err=True)
 
-    temps: list[tuple[Path, Path]] = []
-    try:
-        temps.append((_write_atomic(out, lambda fh: np.save(fh, result.kernel, allow_pickle=False)), out))
+    # both files are written before either is published, so a failure leaves neither
+    with atomic_output(out, replace=overwrite) as tmp_out:
+        np.save(tmp_out, result.kernel, allow_pickle=False)  # np.save adds .npy only to names without it
         if png is not None:
             picture = Image.fromarray(kernel_image(result.kernel, cell=max(4, 200 // result.kernel.shape[0])))
-            temps.append((_write_atomic(png, lambda fh: picture.save(fh, format="PNG")), png))
-        for tmp, target in temps:
-            os.replace(tmp, target)
-    except OSError as exc:
-        for tmp, _ in temps:
-            tmp.unlink(missing_ok=True)
-        raise OutputError(f"Could not write {str(out)!r}: {exc.strerror or exc}.") from exc
+            with atomic_output(png, replace=overwrite) as tmp_png:
+                picture.save(tmp_png, format="PNG")
     if not quiet:
         what = "bicubic fallback" if result.fallback else (
             "spectral fit" if method == "spectral" else f"KernelGAN, {result.iterations} iterations"

@@ -13,24 +13,23 @@ from click.testing import CliRunner
 from PIL import Image
 
 from clips import make_clip
-from vsr_pipeline.adapt import kernelgan as kg
-from vsr_pipeline.adapt.kernelgan import (
+from vsr_pipeline.cli import main
+from vsr_pipeline.degrade.kernels import anisotropic_gaussian_kernel, compose_x4, gaussian_kernel
+from vsr_pipeline.degrade.operator import blur
+from vsr_pipeline.kernels import estimate as ke
+from vsr_pipeline.kernels import kernelgan as kg
+from vsr_pipeline.kernels import metrics as km
+from vsr_pipeline.kernels.estimate import KernelEstimator
+from vsr_pipeline.kernels.kernelgan import KernelGANConfig, estimate_kernel
+from vsr_pipeline.kernels.kernelgan_nets import (
     DeepLinearGenerator,
-    KernelEstimator,
-    KernelGANConfig,
     PatchDiscriminator,
     boundaries_loss,
     boundary_mask,
     centre_loss,
-    centre_of_mass,
-    estimate_kernel,
-    kernel_error,
-    kernel_orientation,
     sum_to_one_loss,
 )
-from vsr_pipeline.cli import main
-from vsr_pipeline.degrade.kernels import anisotropic_gaussian_kernel, compose_x4, gaussian_kernel
-from vsr_pipeline.degrade.operator import blur
+from vsr_pipeline.kernels.metrics import centre_of_mass, kernel_error, kernel_orientation
 
 TINY = KernelGANConfig(iterations=12, seed=0)  # enough steps to exercise the loop, seconds to run
 
@@ -114,7 +113,7 @@ def test_estimate_is_a_normalised_centred_13x13_kernel():
 
 def test_postprocess_centres_and_drops_negligible_taps():
     shifted = gaussian_kernel(1.0, 13, offset=1.5).numpy() + 1e-4  # off centre, with a floor of noise
-    k = kg.postprocess_kernel(shifted, 2)
+    k = km.postprocess_kernel(shifted, 2)
     assert centre_of_mass(torch.from_numpy(k)).tolist() == pytest.approx([6.5, 6.5], abs=1e-2)
     assert k.sum() == pytest.approx(1.0) and (k == 0).sum() > 100
 
@@ -169,7 +168,7 @@ def test_orientation_of_an_anisotropic_blur_within_20_degrees():
     assert r.fallback_reason is None
     est, _ = kernel_orientation(r.kernel)
     assert _orientation_error(est, theta) < 20
-    assert kernel_error(r.kernel, truth) < kernel_error(kg.bicubic_kernel(2), truth)
+    assert kernel_error(r.kernel, truth) < kernel_error(km.bicubic_kernel(2), truth)
 
 
 # --- bad input -------------------------------------------------------------------------------
@@ -178,13 +177,13 @@ def test_small_frames_fall_back_to_bicubic(caplog):
     assert r.fallback and "100x40" in r.fallback_reason and "64x64" in r.fallback_reason
     assert "falls back to bicubic" in caplog.text
     assert r.degradation().kind == "bicubic"
-    assert np.allclose(r.kernel, kg.bicubic_kernel(2))
+    assert np.allclose(r.kernel, km.bicubic_kernel(2))
 
 
 def test_flat_scene_falls_back_to_bicubic():
     r = estimate_kernel([torch.full((3, 80, 80), 0.0), torch.full((3, 80, 80), 0.0)], 4, TINY)
     assert r.fallback and "flat" in r.fallback_reason
-    assert r.kernel.shape == kg.bicubic_kernel(4).shape and r.degradation().kind == "bicubic"
+    assert r.kernel.shape == km.bicubic_kernel(4).shape and r.degradation().kind == "bicubic"
 
 
 def test_nan_frames_and_divergence_fall_back(monkeypatch):
@@ -203,7 +202,7 @@ def test_bicubic_kernel_equals_matlab_imresize():
 
     x = torch.rand(1, 1, 64, 64, dtype=torch.float64)
     for s in (2, 4):
-        k = torch.from_numpy(kg.bicubic_kernel(s))
+        k = torch.from_numpy(km.bicubic_kernel(s))
         assert torch.allclose(blur(x, k, stride=s)[..., 4:-4, 4:-4], imresize(x, 1 / s)[..., 4:-4, 4:-4], atol=1e-12)
 
 
@@ -235,8 +234,8 @@ def test_estimate_scene_kernel_caches_in_memory(monkeypatch):
     monkeypatch.setattr(kg, "estimate_kernel", lambda *a, **k: calls.append(1) or real(*a, **k))
     cfg = KernelGANConfig(iterations=5, seed=123)
     frames = torch.stack([_texture(72), _texture(72)])  # (T, 3, H, W)
-    a = kg.estimate_scene_kernel(frames, 2, cfg)
-    b = kg.estimate_scene_kernel(frames.clone(), 2, cfg)
+    a = ke.estimate_scene_kernel(frames, 2, cfg)
+    b = ke.estimate_scene_kernel(frames.clone(), 2, cfg)
     assert a is b and len(calls) == 1
 
 
@@ -266,7 +265,7 @@ def test_cli_small_clip_warns_and_writes_bicubic(tmp_path):
     r = run("estimate-kernel", clip, "--out", tmp_path / "k.npy", "--scale", "2")
     assert r.exit_code == 0, r.output
     assert "Warning" in r.output and "64x48" in r.output
-    assert np.allclose(np.load(tmp_path / "k.npy"), kg.bicubic_kernel(2))
+    assert np.allclose(np.load(tmp_path / "k.npy"), km.bicubic_kernel(2))
 
 
 @pytest.mark.parametrize(

@@ -31,6 +31,7 @@ import torch
 
 from vsr_pipeline.degrade.kernels import anisotropic_gaussian_kernel, stride_offset
 from vsr_pipeline.errors import ConfigError
+from vsr_pipeline.kernels.base import KernelEstimate, _as_frames, _check_scale, _fallback, _gradient_map, _pick
 
 __all__ = ["SpectralConfig", "estimate_kernel_spectral", "spectral_covariance", "gaussian_from_covariance"]
 
@@ -142,22 +143,20 @@ def gaussian_from_covariance(cov: np.ndarray, scale: int, size: int) -> np.ndarr
     return anisotropic_gaussian_kernel(float(values[1]), float(values[0]), theta, size, offset=stride_offset(scale)).numpy()
 
 
-def estimate_kernel_spectral(frames, scale: int = 2, config: SpectralConfig = SpectralConfig()):
+def estimate_kernel_spectral(frames, scale: int = 2, config: SpectralConfig = SpectralConfig()) -> KernelEstimate:
     """Estimate the SR kernel of LR ``frames`` (one scene) from their power spectrum.
 
     Args:
-        frames: as for :func:`vsr_pipeline.adapt.kernelgan.estimate_kernel` (RGB in [0, 1]).
+        frames: as for :func:`vsr_pipeline.kernels.kernelgan.estimate_kernel` (RGB in [0, 1]).
         scale: 2 or 4; the kernel is estimated at that scale directly.
         config: :class:`SpectralConfig`.
 
     Returns:
-        A :class:`~vsr_pipeline.adapt.kernelgan.KernelEstimate`: an anisotropic Gaussian
+        A :class:`~vsr_pipeline.kernels.base.KernelEstimate`: an anisotropic Gaussian
         (13×13 at ×2, 25×25 at ×4), or the bicubic kernel with ``fallback_reason`` when the
         frames are too small, flat, hold NaN, or too little of their spectrum rises above
         the noise. ``kernel_x2`` is the ×2 kernel the same spectrum implies.
     """
-    from vsr_pipeline.adapt.kernelgan import KernelEstimate, _as_frames, _check_scale, _fallback, _gradient_map, _pick
-
     scale = _check_scale(scale)
     start = time.perf_counter()
     x = _pick(_as_frames(frames), config.max_frames)

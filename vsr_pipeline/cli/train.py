@@ -7,7 +7,7 @@ Examples::
     vsrpipe train --out runs/vsrnet-x4 --resume ...          # continue after an interruption
     vsrpipe train --out runs/vsrnet-x4 --export-only weights.safetensors
 
-The same command runs as ``python -m vsr_pipeline.train``.
+The same command runs as ``python -m vsr_pipeline.train``. torch is imported only when it runs.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from pathlib import Path
 import click
 
 from vsr_pipeline.errors import VsrError
-from vsr_pipeline.train.data import DataConfig, DegradationConfig
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +58,7 @@ log = logging.getLogger(__name__)
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 def train(**opts) -> None:
     """Train a VSR network (CPU by default) and export it as safetensors."""
+    from vsr_pipeline.train.data import DataConfig, DegradationConfig
     from vsr_pipeline.train.loop import CHECKPOINT, TrainConfig, export_checkpoint
     from vsr_pipeline.train.loop import train as run_training
 

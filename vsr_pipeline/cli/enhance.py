@@ -1,0 +1,104 @@
+"""``vsrpipe enhance``: upscale one file. Defaults come from the config dataclasses (one source of truth)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from vsr_pipeline.adapt import registry
+from vsr_pipeline.adapt.config import KERNEL_METHODS, OBJECTIVES, OPTIMIZERS
+from vsr_pipeline.adapt.config import default as adapt_default
+from vsr_pipeline.cli.common import progress_bar
+from vsr_pipeline.config import EDGES, ON_ERROR, EncodeOptions, EnhanceConfig, RunnerConfig, field_default
+
+_ADAPT_HELP = "Test-time adaptation: " + "; ".join(f"{s.name}: {s.summary}" for s in registry.METHODS.values()) + "."
+
+
+def _d(cls, name):
+    return field_default(cls, name)
+
+
+@click.command()
+@click.argument("input", type=click.Path(path_type=Path, dir_okay=True))
+@click.argument("output", type=click.Path(path_type=Path, dir_okay=True))
+@click.option("--scale", "-s", type=float, default=_d(EnhanceConfig, "scale"), show_default=True, help="Output scale (may differ from the model's native scale).")
+@click.option("--model", "-m", default=_d(EnhanceConfig, "model"), show_default=True, help="Registered model name (see `vsrpipe models`) or a .pth/.safetensors file.")
+@click.option("--start", type=float, default=None, help="Process a section starting at this time (seconds).")
+@click.option("--duration", "-t", type=float, default=None, help="Length of the section to process (seconds).")
+@click.option("--device", default=_d(RunnerConfig, "device"), show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--half", is_flag=True, help="fp16 inference (CUDA only); adaptation steps stay fp32.")
+@click.option("--tile", type=int, default=_d(RunnerConfig, "tile"), show_default=True, help="Process frames in LR tiles of this size (0 = whole frames); works with every --adapt method (the output pass is tiled).")
+@click.option("--tile-pad", type=int, default=_d(RunnerConfig, "tile_pad"), show_default=True, help="LR context pixels around each tile (with --tile).")
+@click.option("--batch", type=int, default=_d(RunnerConfig, "batch"), show_default=True, help="Windows per forward pass.")
+@click.option("--edge", type=click.Choice(EDGES), default=_d(EnhanceConfig, "edge"), show_default=True, help="How windows are filled at clip edges and scene cuts.")
+@click.option("--scene-threshold", type=float, default=_d(EnhanceConfig, "scene_threshold"), show_default=True, help="Scene-cut sensitivity (PySceneDetect content score); windows never mix scenes. 0 turns detection off.")
+@click.option("--adapt", type=click.Choice(registry.NAMES), default=adapt_default("method"), show_default=True, help=_ADAPT_HELP)
+@click.option("--degradation", default=adapt_default("degradation"), show_default=True, help="A' for adaptation: bicubic, gauss:sigma=2.0, aniso:l1=..,l2=..,theta=.., disk:radius=2, kernel:k.npy, or estimate (estimated per scene, see --kernel-method).")
+@click.option("--kernel-method", type=click.Choice(KERNEL_METHODS), default=adapt_default("kernel_method"), show_default=True, help="How --degradation estimate finds each scene's kernel: spectral (closed-form fit of the LR power spectrum, milliseconds) or kernelgan (KernelGAN fast mode, about a minute per scene; unreliable, see docs/kernel-estimation.md).")
+@click.option("--adapt-optimizer", type=click.Choice(OPTIMIZERS), default=adapt_default("optimizer"), show_default=True, help="Adaptation optimiser (Lucas et al. use SGD; see docs/adaptation.md for why Adam is the default).")
+@click.option("--adapt-lr", type=float, default=None, help="Adaptation learning rate.  [default: 3e-4 for adam, 0.005 for sgd]")
+@click.option("--patience", type=int, default=adapt_default("patience"), show_default=True, help="Early stopping: steps without improvement before stopping (consistency, masked, internal).")
+@click.option("--max-steps", type=int, default=adapt_default("max_steps"), show_default=True, help="Cap on adaptation steps per frame (consistency, masked, internal).")
+@click.option("--backtrack", type=float, default=adapt_default("backtrack"), show_default=True, help="Undo a step that brings no new minimum and retry it with the learning rate times this (0 = off, Algorithm 1 as published).")
+@click.option("--steps-per-frame", type=int, default=adapt_default("steps_per_frame"), show_default=True, help="online: optimiser steps per frame; the weights carry over to the next frame within a scene.")
+@click.option("--objective", type=click.Choice(OBJECTIVES), default=adapt_default("objective"), show_default=True, help="Loss of online/consistency steps: data consistency, internal DoG pairs, or both.")
+@click.option("--mc-passes", type=int, default=adapt_default("mc_passes"), show_default=True, help="masked: stochastic MC-dropout passes for the variance map.")
+@click.option("--save-masks", type=click.Path(file_okay=False, path_type=Path), default=None, help="masked: write variance maps and masks as PNGs to this folder.")
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the run report (per-frame adaptation records) as JSON.")
+@click.option("--backend", type=click.Choice(["pyav", "ffmpeg"]), default=_d(EncodeOptions, "backend"), show_default=True, help="Writer: PyAV in process, or the ffmpeg binary (PATH, else imageio-ffmpeg's).")
+@click.option("--codec", "-c", default=None, help="Video encoder: libx264 (h264), libx265 (hevc), libsvtav1 (av1), libvpx-vp9 (vp9), ...  [default: libx264; libvpx-vp9 for .webm]")
+@click.option("--crf", type=int, default=None, help="Constant rate factor, within the encoder's range.  [default: 18 x264, 20 x265, 30 av1/vp9]")
+@click.option("--preset", default=None, help="Encoder preset.  [default: medium for x264/x265, 8 for svt-av1]")
+@click.option("--pix-fmt", default=None, help="Output pixel format.  [default: yuv420p for 8-bit input, yuv420p10le for deeper input]")
+@click.option("--encoder-args", default=_d(EncodeOptions, "encoder_args"), help="Extra encoder options as '-key value' pairs, e.g. \"-tune film\"; unknown options are an error.")
+@click.option("--no-audio", is_flag=True, help="Drop audio streams instead of copying them.")
+@click.option("--no-subtitles", is_flag=True, help="Drop subtitle streams instead of copying them.")
+@click.option("--on-error", type=click.Choice(ON_ERROR), default=_d(EnhanceConfig, "on_error"), show_default=True, help="Damaged input: stop with an error, or skip damaged frames and report how many were lost.")
+@click.option("--overwrite", "-y", is_flag=True, help="Replace OUTPUT if it exists.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
+def enhance(
+    input: Path, output: Path, quiet: bool, no_audio: bool, no_subtitles: bool, adapt_lr: float | None,
+    adapt_optimizer: str, save_masks: Path | None, **opts,
+) -> None:
+    """Upscale the video INPUT into OUTPUT (container from its extension: mp4, mkv, mov, webm).
+
+    Every frame keeps its timestamp; audio and subtitles are copied; the output appears
+    only when the run succeeds. An option that the chosen --adapt method would ignore is
+    an error (exit 7), as is every bad value, before any frame is decoded.
+    """
+    from vsr_pipeline.api import enhance as api_enhance
+
+    bar, update = progress_bar(quiet)
+    try:
+        result = api_enhance(
+            input,
+            output,
+            copy_audio=not no_audio,
+            copy_subtitles=not no_subtitles,
+            optimizer=adapt_optimizer,
+            lr=adapt_lr,
+            save_masks=str(save_masks) if save_masks is not None else None,
+            progress=update,
+            **opts,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    if not quiet:
+        w, h = result.output_size
+        iw, ih = result.input_size
+        lost = f", {result.lost_frames} lost to damage" if result.lost_frames else ""
+        click.echo(
+            f"{result.output}: {result.frames} frames{lost}, {iw}x{ih} -> {w}x{h} with {result.model} on "
+            f"{result.device} in {result.seconds:.1f} s ({result.fps:.2f} fps)",
+            err=True,
+        )
+        if result.adapt is not None:
+            t = result.adapt["totals"]
+            same = f"; {t['unchanged']} of {t['frames']} frames unchanged (no step lowered the loss)" if t["unchanged"] else ""
+            click.echo(
+                f"adaptation ({result.adapt['method']}, {result.adapt['degradation']}): {t['steps']} steps, "
+                f"{t['adapt_seconds']:.1f} s adapting, {t['fallbacks']} fallback(s){same}",
+                err=True,
+            )

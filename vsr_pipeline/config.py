@@ -1,0 +1,130 @@
+"""The configuration of a run: frozen dataclasses the CLI, the API and every driver map onto.
+
+This module imports nothing heavy: the command line reads its defaults to build ``--help``
+(one source of truth for every default).
+
+- :class:`RunnerConfig`: where and how the network runs (device, fp16, tiles, batching).
+- :class:`StageConfig`: what the enhancement stage is built from (model, scale, runner,
+  adaptation); see :class:`vsr_pipeline.enhancer.Enhancer`.
+- :class:`EncodeOptions`: how a file driver encodes its output.
+- :class:`EnhanceConfig`: everything ``vsrpipe enhance`` can be told.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from vsr_pipeline.adapt.config import AdaptConfig
+from vsr_pipeline.errors import ConfigError
+
+DEFAULT_MODEL = "vsrnet-x4"  # the shipped network; bicubic is the baseline
+EDGES = ("replicate", "reflect")
+ON_ERROR = ("stop", "skip")
+
+
+def _finite(name: str, value: float | None) -> None:
+    if value is not None and not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {value}.")
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    """Where and how the model runs."""
+
+    device: str = "auto"  # "auto" (cuda if available, else cpu), "cpu", "cuda", "cuda:1", ...
+    half: bool = False  # fp16 inference (CUDA only); adaptation keeps fp32 weights
+    tile: int = 0  # LR tile size in pixels; 0 = whole frames
+    tile_pad: int = 16  # LR context pixels around each tile (≥ the model's receptive radius)
+    batch: int = 1  # windows per forward pass
+
+    def __post_init__(self) -> None:
+        if self.tile < 0 or self.tile_pad < 0:
+            raise ConfigError("--tile and --tile-pad must be ≥ 0.")
+        if self.batch < 1:
+            raise ConfigError(f"--batch must be at least 1, got {self.batch}.")
+        if self.tile_pad and not self.tile and self.tile_pad != field_default(RunnerConfig, "tile_pad"):
+            raise ConfigError("--tile-pad applies only with --tile; give a tile size or drop it.")
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """What the enhancement stage is built from (once; drivers then feed it windows)."""
+
+    model: str = DEFAULT_MODEL  # registered model name or a weights file path
+    scale: float = 4  # output scale (may differ from the model's native scale)
+    runner: RunnerConfig = field(default_factory=RunnerConfig)  # device, tiling, batching
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)  # test-time adaptation (method "none": off)
+
+    def __post_init__(self) -> None:
+        _finite("--scale", self.scale)
+        if not self.scale > 0:
+            raise ConfigError(f"--scale must be positive, got {self.scale:g}.")
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    """How to encode the output; click options map onto these fields."""
+
+    backend: str = "pyav"  # "pyav" (in process) or "ffmpeg" (external binary via ffmpeg-python)
+    codec: str | None = None  # encoder name or alias; None: by container (libx264, webm: libvpx-vp9)
+    crf: int | None = None  # constant rate factor; None: the encoder's entry in DEFAULT_CRF
+    preset: str | None = None  # encoder preset; None: DEFAULT_PRESET
+    pix_fmt: str | None = None  # None: yuv420p for 8-bit input, yuv420p10le for deeper input
+    encoder_args: str = ""  # extra encoder/muxer options, e.g. "-tune film -x264-params aq-mode=3"; unknown ones are refused
+    copy_audio: bool = True  # copy audio streams without re-encoding
+    copy_subtitles: bool = True  # copy subtitle streams without re-encoding
+    ffmpeg_path: str | None = None  # ffmpeg backend: binary to run; None: PATH, then imageio-ffmpeg's
+
+
+@dataclass(frozen=True)
+class EnhanceConfig:
+    """Everything `vsrpipe enhance` can be told; the CLI maps its options onto this."""
+
+    scale: float = 4  # output scale (may differ from the model's native scale)
+    model: str = DEFAULT_MODEL  # registered model name or a weights file path
+    start: float | None = None  # seconds: process a section starting here
+    duration: float | None = None  # seconds: length of the section
+    on_error: str = "stop"  # damaged input: "stop" (fail) or "skip" (drop damaged frames, warn)
+    edge: str = "replicate"  # window edges: "replicate" or "reflect"
+    overwrite: bool = False  # replace an existing output file
+    scene_threshold: float = 27.0  # content-detector score that marks a scene cut; 0 = off
+    runner: RunnerConfig = field(default_factory=RunnerConfig)  # device, tiling, batching
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)  # test-time adaptation (method "none": off)
+    report: Path | None = None  # write the run report (adaptation records included) as JSON here
+    encode: EncodeOptions = field(default_factory=EncodeOptions)  # writer backend and codec
+
+    def __post_init__(self) -> None:
+        for name, value in (("--scale", self.scale), ("--start", self.start), ("--duration", self.duration),
+                            ("--scene-threshold", self.scene_threshold)):
+            _finite(name, value)
+        if not self.scale > 0:
+            raise ConfigError(f"--scale must be positive, got {self.scale:g}.")
+        if self.on_error not in ON_ERROR:
+            raise ConfigError(f"--on-error must be 'stop' or 'skip', got {self.on_error!r}.")
+        if self.edge not in EDGES:
+            raise ConfigError(f"--edge must be 'replicate' or 'reflect', got {self.edge!r}.")
+        if self.start is not None and self.start < 0 or self.duration is not None and self.duration <= 0:
+            raise ConfigError("--start must be ≥ 0 and --duration > 0.")
+        if self.scene_threshold < 0:
+            raise ConfigError(f"--scene-threshold must be ≥ 0 (0 turns detection off), got {self.scene_threshold:g}.")
+
+    @property
+    def stage(self) -> StageConfig:
+        """The part of this configuration the enhancement stage is built from."""
+        return StageConfig(model=self.model, scale=self.scale, runner=self.runner, adapt=self.adapt)
+
+
+def field_default(cls: type, name: str):
+    """The default of field ``name`` of the dataclass ``cls`` (used for the CLI's defaults)."""
+    for f in fields(cls):
+        if f.name == name:
+            return f.default
+    raise KeyError(name)
+
+
+def replace_flat(base, options: dict):
+    """``base`` (a config dataclass) with the flat ``options`` that name its fields applied."""
+    mine = {f.name for f in fields(base)}
+    return type(base)(**{**{f.name: getattr(base, f.name) for f in fields(base)}, **{k: v for k, v in options.items() if k in mine}})

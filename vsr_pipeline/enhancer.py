@@ -1,0 +1,133 @@
+"""The enhancement stage: model, per-scene kernel estimation, adaptation and the runner, built once.
+
+Every driver (``vsrpipe enhance``, the VapourSynth filter, batch workers) builds one
+:class:`Enhancer` from a :class:`~vsr_pipeline.config.StageConfig` and feeds it windows::
+
+    stage = Enhancer(StageConfig(model="vsrnet-x4", scale=4, adapt=AdaptConfig(method="online")))
+    out = stage.process(windows, indices, scenes)   # (B, T, C, H, W) -> (B, C, oH, oW) in [0, 1]
+    stage.reset()                                   # the next clip: carried state forgotten, model kept
+
+The stage owns the model and adaptation; the driver owns I/O, windows and progress. Frames
+follow the pipeline's contract: RGB float32 in [0, 1], a window (T=5, C, H, W) with its
+target at index 2. Calls are serialised by a lock, so drivers that ask from several
+threads (VapourSynth) never run two passes of one model at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import torch
+from torch import nn
+
+from vsr_pipeline.adapt.adapter import Adapter
+from vsr_pipeline.adapt.base import Fetch
+from vsr_pipeline.config import StageConfig
+from vsr_pipeline.errors import ConfigError
+from vsr_pipeline.models.registry import load_model
+from vsr_pipeline.runner import Runner, output_size
+
+log = logging.getLogger(__name__)
+
+
+class Enhancer:
+    """The reusable stage between windows and output frames.
+
+    Args:
+        config: what to build (model, scale, runner, adaptation, kernel estimation).
+        model: an already built model to use instead of loading ``config.model`` (tests,
+            or a caller that shares one loaded network).
+
+    Raises :class:`~vsr_pipeline.errors.VsrError` subclasses (one sentence each) for an
+    unknown model, a bad device, a degradation that does not parse at the scale, or an
+    adaptation method the model cannot host — before any frame is read.
+    """
+
+    def __init__(self, config: StageConfig = StageConfig(), *, model: nn.Module | None = None) -> None:
+        self.config = config
+        self.model = model if model is not None else load_model(config.model, scale=config.scale)
+        self.runner = Runner(self.model, config.scale, config.runner)
+        self.kernels = _kernel_estimator(config)
+        self.adapter: Adapter | None = None
+        if config.adapt.method != "none":
+            self.adapter = Adapter(
+                self.model, config.scale, config.adapt, device=self.runner.device,
+                degradation_for_scene=self.kernels.degradation_for_scene if self.kernels is not None else None,
+                forward=None if self.runner.plain else self.runner.run,
+            )
+        self._lock = threading.RLock()
+
+    @property
+    def name(self) -> str:
+        """The model's registry name."""
+        return self.model.info.name
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model runs."""
+        return self.runner.device
+
+    @property
+    def frames(self) -> int:
+        """Frames per window the stage expects (always 5: single-image models get the centre frame)."""
+        return 5
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """The (height, width) of the output frame for an input frame of ``height`` × ``width``."""
+        return output_size(height, width, self.config.scale)
+
+    @property
+    def fetch(self) -> Fetch | None:
+        """``index -> (window (T, C, H, W), scene)``: random access for online adaptation's out-of-order requests."""
+        return self.adapter.fetch if self.adapter is not None else None
+
+    @fetch.setter
+    def fetch(self, fetch: Fetch | None) -> None:
+        if self.adapter is not None:
+            self.adapter.fetch = fetch
+
+    def report(self) -> dict | None:
+        """The adaptation report so far (totals and per-frame records), None without adaptation."""
+        return self.adapter.report.to_dict() if self.adapter is not None else None
+
+    def reset(self) -> None:
+        """Start a new clip: scene kernels, carried weights and the report start afresh; the model stays loaded."""
+        with self._lock:
+            if self.adapter is not None:
+                self.adapter.reset()
+            if self.kernels is not None:
+                self.kernels.forget_scenes()
+
+    def process(self, windows: torch.Tensor, indices: list[int], scenes: list[int]) -> torch.Tensor:
+        """Upscale the centre frames of ``windows`` (B, T, C, H, W) -> (B, C, oH, oW) float32 in [0, 1].
+
+        ``indices`` are the centre frames' numbers in the clip and ``scenes`` their scene ids
+        (windows never mix scenes); adaptation uses both. The output is on the stage's device.
+        """
+        if windows.ndim != 5 or len(indices) != len(windows) or len(scenes) != len(windows):
+            raise ValueError(f"process expects (B, T, C, H, W) windows with one index and scene each, got {tuple(windows.shape)}")
+        with self._lock:
+            if self.adapter is None:
+                return self.runner(windows)
+            return self.adapter.process(windows, list(indices), list(scenes))
+
+
+def _kernel_estimator(config: StageConfig):
+    """The per-scene kernel estimator behind ``--degradation estimate`` (``kernel_method``), else None."""
+    adapt = config.adapt
+    if adapt.method == "none" or adapt.degradation.split(",")[0].strip() != "estimate":
+        return None
+    from vsr_pipeline.kernels.estimate import KernelEstimator
+
+    if adapt.kernel_method == "spectral":
+        from vsr_pipeline.kernels.spectral import SpectralConfig
+
+        method = SpectralConfig()
+    else:
+        from vsr_pipeline.kernels.kernelgan import KernelGANConfig
+
+        method = KernelGANConfig.fast()
+    if config.scale not in (2, 4):
+        raise ConfigError(f"--degradation estimate works at scale 2 or 4, got {config.scale:g}; give an explicit degradation.")
+    return KernelEstimator(int(config.scale), method)

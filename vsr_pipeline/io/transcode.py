@@ -1,0 +1,150 @@
+"""The one read → transform → write loop behind every file → file command (``enhance``, ``degrade``).
+
+::
+
+    stats = transcode(src, dst, info, (out_w, out_h), transform, encode=EncodeOptions(), ...)
+
+``transform`` receives the stream of decoded :class:`~vsr_pipeline.io.reader.Frame`\\ s and
+yields ``(frame, rgb)`` pairs: each input frame with its output (3, H', W') in [0, 1], in
+order, exactly one per input frame. The loop gives every output the input frame's
+timestamp and side-stream packets, encodes in a background thread (so encoding overlaps
+the transform), reports progress, and publishes the file only when everything succeeded;
+on any failure or interruption the temporary file is removed.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import torch
+
+from vsr_pipeline.config import EncodeOptions
+from vsr_pipeline.io.probe import VideoInfo
+from vsr_pipeline.io.reader import Frame, VideoReader
+from vsr_pipeline.io.writer import VideoWriter
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, "int | None"], None]  # (frames done, frames expected or None)
+Transform = Callable[[Iterable[Frame]], Iterator[tuple[Frame, torch.Tensor]]]
+
+
+@dataclass(frozen=True)
+class TranscodeStats:
+    """What the loop wrote."""
+
+    frames: int  # frames written (= frames read, less those lost to damage)
+    lost: int  # frames lost to input damage (on_error="skip")
+    codec: str  # the encoder used
+    pix_fmt: str  # the pixel format written
+
+
+def expected_frames(info: VideoInfo, start: float | None, duration: float | None) -> int | None:
+    """Frames a run over ``info`` (or its section) is expected to produce, or None when unknown."""
+    if start is None and duration is None and info.frame_count:
+        return info.frame_count
+    if info.fps and info.duration:
+        end = info.duration if duration is None else min(info.duration, (start or 0) + duration)
+        return max(0, round((end - (start or 0)) * float(info.fps)))
+    return None
+
+
+def transcode(
+    src: Path,
+    dst: Path,
+    info: VideoInfo,
+    size: tuple[int, int],
+    transform: Transform,
+    *,
+    encode: EncodeOptions = EncodeOptions(),
+    replace: bool = False,
+    start: float | None = None,
+    duration: float | None = None,
+    on_error: str = "stop",
+    progress: Progress | None = None,
+) -> TranscodeStats:
+    """Decode ``src`` (or its section), ``transform`` the frames and encode them to ``dst`` at ``size`` (w, h).
+
+    ``replace`` lets the publish replace a file at ``dst`` (``--overwrite``); without it a
+    file that appears there during the run is kept and the run fails with OutputError.
+    """
+    reader = VideoReader(src, start=start, duration=duration, on_error=on_error, side_streams=(), info=info)
+    writer = VideoWriter(dst, info, size, encode, replace=replace)
+    reader.side_streams = writer.plan.side_streams  # the writer decides which side streams it keeps
+    expected = expected_frames(info, start, duration)
+    writer.open(section=(start or 0.0, duration))
+    sink = _WriterThread(writer)
+    done = 0
+    try:
+        for frame, rgb in transform(reader):
+            sink.put(rgb, frame.pts, frame.time_base, frame.side_packets)
+            done += 1
+            if progress is not None:
+                progress(done, expected)
+        sink.finish(reader.trailing_packets)
+    except BaseException:
+        sink.abort()
+        raise
+    if reader.stats.lost:
+        log.warning("%d frame(s) of %s were lost to damage and skipped", reader.stats.lost, src)
+    return TranscodeStats(frames=done, lost=reader.stats.lost, codec=writer.plan.codec, pix_fmt=writer.plan.pix_fmt)
+
+
+_STOP = object()
+
+
+class _WriterThread:
+    """Encode in a background thread so that encoding overlaps the transform."""
+
+    def __init__(self, writer: VideoWriter, depth: int = 4) -> None:
+        self.writer = writer
+        self.q: queue.Queue = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="vsrpipe-encode", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self.q.get()
+            if item is _STOP:
+                return
+            if self.error is not None:
+                continue  # drain after a failure
+            try:
+                rgb, pts, tb, side = item
+                self.writer.write(rgb, pts, tb, side)
+            except BaseException as exc:
+                self.error = exc
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def put(self, rgb: torch.Tensor, pts: int, time_base, side_packets: list) -> None:
+        """Queue one frame (3, H, W) for encoding; re-raises an earlier encoder failure."""
+        self._raise()
+        self.q.put((rgb.detach().to("cpu"), pts, time_base, side_packets))
+
+    def finish(self, trailing_packets: list) -> None:
+        """Wait for the queue to drain, then close the writer (publishes the file)."""
+        self.q.put(_STOP)
+        self.thread.join()
+        self._raise()
+        self.writer.close(trailing_packets)
+
+    def abort(self) -> None:
+        """Stop and remove the temporary output."""
+        self.error = self.error or RuntimeError("aborted")
+        try:
+            while True:
+                self.q.get_nowait()
+        except queue.Empty:
+            pass
+        self.q.put(_STOP)
+        self.thread.join(timeout=10)
+        self.writer.abort()

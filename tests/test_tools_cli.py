@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from fakes import MeanAbs
 from clips import make_clip, read_back
 from vsr_pipeline import evaluate as ev
 from vsr_pipeline.cli import main
@@ -34,14 +34,6 @@ def hr(tmp_path: Path) -> Path:
 @pytest.fixture
 def fast_perceptual(monkeypatch):
     """ST-LPIPS replaced by a cheap stand-in and LPIPS missing, to test the wiring quickly."""
-
-    class MeanAbs(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.w = torch.nn.Parameter(torch.ones(1))
-
-        def forward(self, a, b, normalize=True):
-            return ((a - b).abs().mean(dim=(1, 2, 3)) * self.w).view(-1, 1, 1, 1)
 
     monkeypatch.setattr(scoring, "load_stlpips", lambda: PerceptualMetric("ST-LPIPS (AlexNet)", MeanAbs()))
     monkeypatch.setattr(

@@ -80,12 +80,12 @@ class Enhancer:
     @property
     def fetch(self) -> Fetch | None:
         """``index -> (window (T, C, H, W), scene)``: random access for online adaptation's out-of-order requests."""
-        return self.adapter.fetch if self.adapter is not None else None
+        return self.adapter.context.fetch if self.adapter is not None else None
 
     @fetch.setter
     def fetch(self, fetch: Fetch | None) -> None:
         if self.adapter is not None:
-            self.adapter.fetch = fetch
+            self.adapter.context.fetch = fetch
 
     def report(self) -> dict | None:
         """The adaptation report so far (totals and per-frame records), None without adaptation."""

@@ -9,7 +9,8 @@ from vsr_pipeline.adapt.adapter import Adapter
 from vsr_pipeline.adapt.config import AdaptConfig
 from vsr_pipeline.adapt.base import trainable_copy
 from vsr_pipeline.adapt.finetune import finetune
-from vsr_pipeline.adapt.internal import DoGLoss, internal_objective
+from vsr_pipeline.adapt.dog import DoGLoss
+from vsr_pipeline.adapt.internal import internal_objective
 from vsr_pipeline.degrade.kernels import gaussian_kernel
 from vsr_pipeline.degrade.operator import parse_degradation
 

@@ -29,14 +29,3 @@ def blur_and_noise(rgb: torch.Tensor, i: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(i)
     smooth = torch.nn.functional.avg_pool2d(rgb[None], 3, 1, 1, count_include_pad=False)[0]
     return (smooth + 0.03 * torch.randn(rgb.shape, generator=g)).clamp(0, 1)
-
-
-class MeanAbs(torch.nn.Module):
-    """A stand-in perceptual network: mean absolute difference (keeps the tests fast)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.w = torch.nn.Parameter(torch.ones(1))
-
-    def forward(self, a, b, normalize=True):
-        return ((a - b).abs().mean(dim=(1, 2, 3)) * self.w).view(-1, 1, 1, 1)

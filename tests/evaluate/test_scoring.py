@@ -13,7 +13,8 @@ import torch
 from PIL import Image
 
 from clips import make_clip
-from evaluate_helpers import MeanAbs, blur_and_noise, decoded, write_copy
+from evaluate_helpers import blur_and_noise, decoded, write_copy
+from fakes import MeanAbs
 from vsr_pipeline.errors import ConfigError, InputError
 from vsr_pipeline.evaluate import scoring as ev
 from vsr_pipeline.evaluate.figures import plot_psnr

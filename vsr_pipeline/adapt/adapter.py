@@ -76,6 +76,7 @@ class Adapter:
         self.report = AdaptReport(method=config.method, degradation=config.degradation, scale=self.scale)
         self.base: Degradation | None = None
         self._scene_deg: dict[int, Degradation] = {}
+        self.context = Context(self.model, self.scale, config, self.degradation, forward=forward, fetch=fetch)
         self.method = None
         if self.spec.module is None:
             return
@@ -93,18 +94,7 @@ class Adapter:
                 "--degradation estimate needs a per-scene kernel estimate; none is wired in, "
                 "so give an explicit degradation such as bicubic or gauss:sigma=2."
             )
-        self.context = Context(self.model, self.scale, config, self.degradation, forward=forward, fetch=fetch)
-        self.method = self.spec.load()(self.context)
-
-    @property
-    def fetch(self) -> Fetch | None:
-        """Random access to other frames' windows, for out-of-order requests (online adaptation)."""
-        return self.context.fetch if self.method is not None else None
-
-    @fetch.setter
-    def fetch(self, fetch: Fetch | None) -> None:
-        if self.method is not None:
-            self.context.fetch = fetch
+        self.method = self.spec.load()(self.context)  # random access: set ``context.fetch`` (online adaptation)
 
     def reset(self) -> None:
         """Start a new clip: scene kernels, carried weights and the report start afresh."""

@@ -16,15 +16,14 @@ native one), so A' always works at the true input scale.
 from __future__ import annotations
 
 import logging
-import time
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vsr_pipeline.adapt.base import Context, MethodResult, Objective, trainable_copy, upscale
-from vsr_pipeline.adapt.finetune import FinetuneResult, check_degradation, combine, finetune, finetune_record
-from vsr_pipeline.adapt.internal import DoGLoss, internal_objective
+from vsr_pipeline.adapt.base import Objective, trainable_copy, upscale
+from vsr_pipeline.adapt.finetune import FinetuneMethod, FinetuneResult, check_degradation, combine, finetune
+from vsr_pipeline.adapt.internal import internal_objective
 from vsr_pipeline.degrade.operator import Degradation
 
 log = logging.getLogger(__name__)
@@ -73,33 +72,14 @@ def adapt_consistency(
     )
 
 
-class Method:
+class Method(FinetuneMethod):
     """``--adapt consistency``: Algorithm 1 on each frame from the trained weights (optionally + the internal loss)."""
 
-    def __init__(self, context: Context) -> None:
-        self.ctx = context
-        cfg = context.config
-        self.dog = DoGLoss(cfg.dog_levels, cfg.dog_sigma, cfg.dog_weight)
-
-    def reset(self) -> None:
-        """Nothing is carried from frame to frame."""
-
-    def frame(self, window: torch.Tensor, index: int, scene: int) -> MethodResult:
-        """Fine-tune a copy on ``window`` (1, T, C, H, W) and return its output."""
-        ctx, cfg = self.ctx, self.ctx.config
-        deg = ctx.degradation(scene, window[0])
-        out_hw = check_degradation(deg, tuple(window.shape[-2:]), ctx.scale)
-        objective = consistency_objective(window, deg, out_hw)
+    def objective(self, window: torch.Tensor, degradation: Degradation, out_hw: tuple[int, int]) -> Objective:
+        """Eq. 2, plus the internal DoG loss with ``internal_weight`` when ``objective`` asks for it."""
+        cfg = self.ctx.config
+        objective = consistency_objective(window, degradation, out_hw)
         if cfg.objective in ("internal", "both"):
-            internal = internal_objective(window, deg, out_hw, self.dog, with_output=False)
+            internal = internal_objective(window, degradation, out_hw, self.dog, with_output=False)
             objective = combine((objective, 1.0), (internal, cfg.internal_weight))
-        net = trainable_copy(ctx.model)
-        result = finetune(
-            net, objective, lr=cfg.learning_rate, momentum=cfg.momentum, patience=cfg.patience,
-            max_steps=cfg.max_steps, optimizer=cfg.optimizer, backtrack=cfg.backtrack,
-        )
-        t0 = time.perf_counter()
-        out = ctx.tuned_output(result, net, window)
-        record = finetune_record(result, out)
-        record.infer_seconds = time.perf_counter() - t0 if ctx.forward is not None else 0.0
-        return record
+        return objective

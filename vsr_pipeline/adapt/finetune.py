@@ -11,12 +11,14 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from vsr_pipeline.adapt.base import MethodResult, Objective
+from vsr_pipeline.adapt.base import Context, MethodResult, Objective, trainable_copy
+from vsr_pipeline.adapt.dog import DoGLoss
 from vsr_pipeline.degrade.operator import Degradation
 from vsr_pipeline.errors import ConfigError
 from vsr_pipeline.runner import output_size
@@ -177,3 +179,38 @@ def finetune_record(result: FinetuneResult, output: torch.Tensor, mask_fraction:
         output=output, loss_before=result.loss_before, loss_after=result.loss_after, steps=result.steps,
         fallback=result.diverged, unchanged=result.diverged or result.best_step == 0, mask_fraction=mask_fraction,
     )
+
+
+class FinetuneMethod:
+    """A per-frame method built on Algorithm 1: subclasses give the objective, this runs and records it.
+
+    Each frame starts from the trained weights (nothing is carried over); the output is
+    that of the best weights, through the context's output pass.
+    """
+
+    def __init__(self, context: Context) -> None:
+        self.ctx = context
+        cfg = context.config
+        self.dog = DoGLoss(cfg.dog_levels, cfg.dog_sigma, cfg.dog_weight)  # for objectives with the internal loss
+
+    def reset(self) -> None:
+        """Nothing is carried from frame to frame."""
+
+    def objective(self, window: torch.Tensor, degradation: Degradation, out_hw: tuple[int, int]) -> Objective:
+        """The loss to minimise for ``window`` (1, T, C, H, W)."""
+        raise NotImplementedError
+
+    def frame(self, window: torch.Tensor, index: int, scene: int) -> MethodResult:
+        """Fine-tune a copy of the model on ``window`` (1, T, C, H, W) and return its output."""
+        ctx, cfg = self.ctx, self.ctx.config
+        deg = ctx.degradation(scene, window[0])
+        out_hw = check_degradation(deg, tuple(window.shape[-2:]), ctx.scale)
+        net = trainable_copy(ctx.model)
+        result = finetune(
+            net, self.objective(window, deg, out_hw), lr=cfg.learning_rate, momentum=cfg.momentum,
+            patience=cfg.patience, max_steps=cfg.max_steps, optimizer=cfg.optimizer, backtrack=cfg.backtrack,
+        )
+        t0 = time.perf_counter()
+        record = finetune_record(result, ctx.tuned_output(result, net, window))
+        record.infer_seconds = time.perf_counter() - t0 if ctx.forward is not None else 0.0
+        return record

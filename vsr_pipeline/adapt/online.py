@@ -36,7 +36,8 @@ from vsr_pipeline.adapt.base import Context, Fetch, Forward, MethodResult, Objec
 from vsr_pipeline.adapt.config import AdaptConfig
 from vsr_pipeline.adapt.consistency import consistency_objective
 from vsr_pipeline.adapt.finetune import check_degradation, combine, make_optimizer
-from vsr_pipeline.adapt.internal import DoGLoss, internal_objective
+from vsr_pipeline.adapt.dog import DoGLoss
+from vsr_pipeline.adapt.internal import internal_objective
 from vsr_pipeline.degrade.operator import Degradation
 from vsr_pipeline.errors import ConfigError
 

@@ -24,6 +24,7 @@ from vsr_pipeline.evaluate.figures import (
     plot_psnr,
     render_compare,
 )
+from vsr_pipeline.evaluate import figures, scoring
 from vsr_pipeline.evaluate.scoring import (
     EvaluationReport,
     FrameScore,
@@ -33,21 +34,4 @@ from vsr_pipeline.evaluate.scoring import (
     write_json,
 )
 
-__all__ = [
-    "EvaluationReport",
-    "FrameScore",
-    "evaluate_videos",
-    "format_table",
-    "write_json",
-    "write_csv",
-    "plot_formats",
-    "plot_psnr",
-    "CompareResult",
-    "Panel",
-    "compare_frames",
-    "render_compare",
-    "figure_size",
-    "parse_crop",
-    "load_frame",
-    "IMAGE_EXTENSIONS",
-]
+__all__ = [*scoring.__all__, *figures.__all__]

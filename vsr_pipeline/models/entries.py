@@ -36,20 +36,11 @@ BICUBIC = ModelEntry(
     any_scale=True,
 )
 
-VSRNET_X4 = ModelEntry(
-    name="vsrnet-x4",
-    scale=4,
-    frames=5,
-    description="five-frame VSR network trained here, MSE loss, bicubic x4 degradation",
-    build=LazyBuilder("vsr_pipeline.models.vsrnet:build_shipped", "vsrnet-x4.safetensors", "vsrnet-x4", 4),
-    supports_dropout=True,
-)
+def _shipped(name: str, description: str) -> ModelEntry:
+    """The entry of a vsrnet ×4 network whose weights ship as ``models/weights/<name>.safetensors``."""
+    builder = LazyBuilder("vsr_pipeline.models.vsrnet:build_shipped", f"{name}.safetensors", name, 4)
+    return ModelEntry(name=name, scale=4, frames=5, description=description, build=builder, supports_dropout=True)
 
-VSRNET_X4_GAN = ModelEntry(
-    name="vsrnet-x4-gan",
-    scale=4,
-    frames=5,
-    description="vsrnet-x4 fine-tuned with GAN + perceptual loss (sharper, with GAN artifacts)",
-    build=LazyBuilder("vsr_pipeline.models.vsrnet:build_shipped", "vsrnet-x4-gan.safetensors", "vsrnet-x4-gan", 4),
-    supports_dropout=True,
-)
+
+VSRNET_X4 = _shipped("vsrnet-x4", "five-frame VSR network trained here, MSE loss, bicubic x4 degradation")
+VSRNET_X4_GAN = _shipped("vsrnet-x4-gan", "vsrnet-x4 fine-tuned with GAN + perceptual loss (sharper, with GAN artifacts)")

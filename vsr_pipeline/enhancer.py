@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Callable
 
 import torch
 from torch import nn
@@ -86,6 +87,26 @@ class Enhancer:
     def fetch(self, fetch: Fetch | None) -> None:
         if self.adapter is not None:
             self.adapter.context.fetch = fetch
+
+    def random_access(self, fetch: Fetch | None, scene_start: Callable[[int], int] | None = None) -> None:
+        """Hand the stage random access for frames asked out of order (online adaptation replays).
+
+        ``fetch(index) -> (window (T, C, H, W), scene)``; ``scene_start(index)`` gives the
+        first frame of ``index``'s scene when the driver knows it (it saves walking back).
+        """
+        if self.adapter is not None:
+            self.adapter.context.fetch = fetch
+            self.adapter.context.scene_start = scene_start
+
+    def exclusive(self) -> threading.RLock:
+        """The stage's lock: hold it to make several calls one step (e.g. hand over frames, then process)."""
+        return self._lock
+
+    def replay_range(self, index: int, scene: int) -> range:
+        """The earlier frames the stage would re-adapt to serve frame ``index`` now (empty unless online and out of order)."""
+        method = self.adapter.method if self.adapter is not None else None
+        with self._lock:
+            return method.replay_range(index, scene) if hasattr(method, "replay_range") else range(index, index)
 
     def report(self) -> dict | None:
         """The adaptation report so far (totals and per-frame records), None without adaptation."""

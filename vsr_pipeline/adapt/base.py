@@ -39,6 +39,7 @@ class Context:
     degradation: Callable[[int, torch.Tensor], Degradation]  # (scene, window (T, C, H, W)) -> A' (cached per scene)
     forward: Forward | None = None  # the output pass when it differs from a plain forward (tiles, fp16); None: plain
     fetch: Fetch | None = None  # random access to other frames' windows (online adaptation)
+    scene_start: Callable[[int], int] | None = None  # frame -> first frame of its scene, when the driver knows it
 
     def output(self, net: nn.Module, windows: torch.Tensor, out_hw: tuple[int, int]) -> torch.Tensor:
         """``net``'s output for windows (B, T, C, H, W) through the output pass -> (B, C, oH, oW) in [0, 1]."""

@@ -100,6 +100,7 @@ class OnlineAdapter:
         fetch: Fetch | None = None, forward: Forward | None = None,
     ) -> None:
         self.forward = forward
+        self.scene_start: Callable[[int], int] | None = None  # frame -> first frame of its scene, when the driver knows
         self.trained = model
         self.scale = scale
         self.config = config
@@ -183,9 +184,14 @@ class OnlineAdapter:
         return losses, False
 
     def _chain_start(self, index: int, scene: int) -> int:
-        """First frame of ``index``'s chain: walk back with ``fetch`` until the scene changes, a reset point or a known frame."""
+        """First frame of ``index``'s chain: walk back with ``fetch`` until the scene changes, a reset point or a known frame.
+
+        A driver that knows where scenes start (``scene_start``) saves the walk.
+        """
         k = self.config.reset_every
         floor = (index // k) * k if k else 0
+        if self.scene_start is not None:
+            return max(floor, self.scene_start(index))
         start = index
         while start > floor:
             known = self.starts.get((scene, start - 1))
@@ -211,16 +217,15 @@ class OnlineAdapter:
         if (index - start) % self.config.snapshot_every == 0:
             self._snapshot((scene, index))
 
-    def frame(self, window: torch.Tensor, index: int, scene: int) -> OnlineFrame:
-        """Adapt on frame ``index`` (window (T, C, H, W), scene id ``scene``) and upscale it -> :class:`OnlineFrame`."""
-        t0 = time.perf_counter()
+    def _chain(self, index: int, scene: int) -> tuple[int, int | None]:
+        """(first frame of ``index``'s chain, latest kept state of that chain before ``index`` or None)."""
         k = self.config.reset_every
         reset_point = bool(k) and index % k == 0
         if self.live == (scene, index - 1) and not reset_point:
-            start = self.starts[(scene, index - 1)]  # in order: carry the live state on
-        elif reset_point:
+            return self.starts[(scene, index - 1)], index - 1  # in order: carry the live state on
+        if reset_point:
             start = index
-        elif self.fetch is not None:
+        elif self.fetch is not None or self.scene_start is not None:
             start = self._chain_start(index, scene)
         elif self.live is None or self.live[0] != scene:
             start = index  # a stream without random access: its first frame of a scene starts the chain
@@ -229,7 +234,17 @@ class OnlineAdapter:
                 f"Online adaptation got frame {index} after frame {self.live[1]} of the same scene without a way to "
                 "fetch the frames between; pass fetch= for random access."
             )
-        base = self._base(scene, start, index)
+        return start, self._base(scene, start, index)
+
+    def replay_range(self, index: int, scene: int) -> range:
+        """The earlier frames :meth:`frame` would re-adapt to serve ``index`` now (empty in order)."""
+        start, base = self._chain(index, scene)
+        return range(start if base is None else base + 1, index)
+
+    def frame(self, window: torch.Tensor, index: int, scene: int) -> OnlineFrame:
+        """Adapt on frame ``index`` (window (T, C, H, W), scene id ``scene``) and upscale it -> :class:`OnlineFrame`."""
+        t0 = time.perf_counter()
+        start, base = self._chain(index, scene)
         if base is None:
             self._reset()
             first = start
@@ -281,9 +296,16 @@ class Method:
         """A new clip: chains, snapshots and scene kernels are forgotten."""
         self.online.forget()
 
+    def replay_range(self, index: int, scene: int) -> range:
+        """Earlier frames that serving ``index`` now would re-adapt (see :meth:`OnlineAdapter.replay_range`)."""
+        self.online.fetch = self.ctx.fetch
+        self.online.scene_start = self.ctx.scene_start
+        return self.online.replay_range(index, scene)
+
     def frame(self, window: torch.Tensor, index: int, scene: int) -> MethodResult:
         """Carry the weights on to frame ``index`` (window (1, T, C, H, W)) and upscale it."""
         self.online.fetch = self.ctx.fetch  # a driver may hand over random access after construction
+        self.online.scene_start = self.ctx.scene_start
         r = self.online.frame(window[0], index, scene)
         return MethodResult(
             output=r.output[None], loss_before=r.loss_before, loss_after=r.loss_after, steps=r.steps,

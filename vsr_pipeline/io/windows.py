@@ -27,7 +27,7 @@ class Window(Generic[T]):
         self.scene = scene  # scene number, from 0
 
 
-def _pick(n: int, i: int, radius: int, edge: str) -> list[int]:
+def window_indices(n: int, i: int, radius: int, edge: str) -> list[int]:
     """Indices (into a scene of n frames) of the window around frame i."""
     out = []
     for d in range(-radius, radius + 1):
@@ -67,7 +67,7 @@ def windows(
     def emit(i: int, n_known: int, final: bool) -> Window[T]:
         # n_known: frames of the scene seen so far; when final, that is the scene's length
         n = n_known if final else max(n_known, i + radius + 1)
-        idx = _pick(n, i, radius, edge)
+        idx = window_indices(n, i, radius, edge)
         frames = torch.stack([tensor(buf[j - first]) for j in idx])
         return Window(buf[i - first], frames, scene)
 

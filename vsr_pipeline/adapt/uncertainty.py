@@ -8,7 +8,6 @@ isolated pixels by a 3×3 median filter.
 
 from __future__ import annotations
 
-import copy
 import logging
 from pathlib import Path
 
@@ -17,19 +16,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from vsr_pipeline.adapt.base import upscale
+from vsr_pipeline.adapt.dropout import dropout_sites, with_mc_dropout
 from vsr_pipeline.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 
 def check_dropout(model: nn.Module) -> None:
-    """Raise ConfigError unless ``model`` can host MC-dropout between its residual blocks."""
-    info = getattr(model, "info", None)
-    if not getattr(info, "supports_dropout", False) or not hasattr(model, "set_mc_dropout"):
-        name = getattr(info, "name", type(model).__name__)
+    """Raise ConfigError unless ``model`` can host MC-dropout (built in, or hooked: see :mod:`.dropout`)."""
+    if dropout_sites(model) is None:
+        name = getattr(getattr(model, "info", None), "name", type(model).__name__)
         raise ConfigError(
-            f"The model '{name}' cannot host MC-dropout, which --adapt masked needs to find artifacts; "
-            "use a model that supports it (e.g. vsrnet-x4-gan) or --adapt consistency."
+            f"The model '{name}' cannot host MC-dropout (it has neither residual blocks nor activation layers "
+            "to put dropout after), which --adapt masked needs to find artifacts; use --adapt consistency."
         )
 
 
@@ -43,8 +42,7 @@ def variance_map(
     ``model`` is not modified (a copy hosts the dropout); the passes are seeded.
     """
     check_dropout(model)
-    net = copy.deepcopy(model).eval()
-    net.set_mc_dropout(p)
+    net = with_mc_dropout(model, p)
     gen_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:

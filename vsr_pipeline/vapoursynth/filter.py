@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import threading
 from fractions import Fraction
 
 import numpy as np
@@ -107,6 +108,8 @@ class _FrameServer:
         self.edge = edge
         self.n = rgb.num_frames
         self._shifted: dict[int, vs.VideoNode] = {}
+        self._inflight: set[int] = set()  # frames whose request is being answered now
+        self._done = threading.Condition()
         out_h, out_w = stage.output_size(rgb.height, rgb.width)
         self.blank = core.std.BlankClip(rgb, width=out_w, height=out_h, format=vs.RGBS, keep=True)
         self.starts = _analyse(stage, rgb, original, edge, threshold)
@@ -173,9 +176,20 @@ class _FrameServer:
             return torch.stack([tensor(s0 + j) for j in idx]), scene  # (T, C, H, W)
 
         win, scene = window(n)
-        with self.stage.exclusive():
-            self.stage.random_access(window, self.scene_start)
-            out = self.stage.process(win[None], [n], [scene])[0].cpu().numpy()  # (3, oH, oW)
+        with self._done:
+            # frame n-1 of the same scene being answered by another thread (it waits for nothing but the
+            # stage's lock): let it go first, so that online adaptation carries its weights on instead of
+            # replaying them (the result is the same either way)
+            self._done.wait_for(lambda: n - 1 not in self._inflight or self.scene_of(n - 1) != scene, timeout=60)
+            self._inflight.add(n)
+        try:
+            with self.stage.exclusive():
+                self.stage.random_access(window, self.scene_start)
+                out = self.stage.process(win[None], [n], [scene])[0].cpu().numpy()  # (3, oH, oW)
+        finally:
+            with self._done:
+                self._inflight.discard(n)
+                self._done.notify_all()
         fout = template.copy()
         for p in range(3):
             np.copyto(np.asarray(fout[p]), out[p])

@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow test-all bench clean
+.PHONY: setup demo test test-slow test-all bench docs clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 12), f"vsrpipe needs Python >= 3.12, {sys.executable} is {sys.version.split()[0]}"'
@@ -34,6 +34,10 @@ test-all: setup
 
 bench: setup
 	$(BIN)/python benchmarks/bench_pipeline.py
+
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d out/site
+	@echo "Documentation: out/site/index.html"
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -24,6 +24,19 @@ EDGES = ("replicate", "reflect")
 ON_ERROR = ("stop", "skip")
 
 
+MIN_TILE = 8  # the smallest --tile accepted whatever the pad
+
+
+def min_tile(tile_pad: int) -> int:
+    """The smallest LR tile accepted with ``tile_pad`` px of context: ``max(MIN_TILE, tile_pad)``.
+
+    A tile is run with ``tile_pad`` px of context on each side (the pad must cover the
+    model's receptive radius), so the work per output pixel grows as ((tile + 2·pad) / tile)²:
+    at the minimum (tile = pad) it is 9×, at ``--tile 1`` with the default pad of 16 it would be 1089×.
+    """
+    return max(MIN_TILE, tile_pad)
+
+
 def _finite(name: str, value: float | None) -> None:
     if value is not None and not math.isfinite(value):
         raise ConfigError(f"{name} must be a finite number, got {value}.")
@@ -42,6 +55,12 @@ class RunnerConfig:
     def __post_init__(self) -> None:
         if self.tile < 0 or self.tile_pad < 0:
             raise ConfigError("--tile and --tile-pad must be ≥ 0.")
+        if self.tile and self.tile < min_tile(self.tile_pad):
+            raise ConfigError(
+                f"--tile {self.tile} is too small: with --tile-pad {self.tile_pad} a tile must be at least "
+                f"{min_tile(self.tile_pad)} px (each tile carries {self.tile_pad} px of context on every side, so "
+                f"smaller tiles multiply the work many times over); use --tile {min_tile(self.tile_pad)} or more, or 0 for whole frames."
+            )
         if self.batch < 1:
             raise ConfigError(f"--batch must be at least 1, got {self.batch}.")
         if self.tile_pad and not self.tile and self.tile_pad != field_default(RunnerConfig, "tile_pad"):

@@ -13,7 +13,10 @@ code  meaning
 5     model error: unknown model, bad weights, unsupported scale
 6     decode error: the input is corrupt and ``--on-error stop`` was in force
 7     configuration error: bad degradation spec, bad option combination
-130   interrupted (Ctrl-C); nothing is left at the output path
+8     ``vsrpipe batch``: some files failed (the others are done; see its table)
+129   hung up (SIGHUP); nothing is left at the output path
+130   interrupted (Ctrl-C, SIGINT); nothing is left at the output path
+143   terminated (SIGTERM: ``timeout``, systemd, ``docker stop``); nothing is left
 ====  =====================================================================
 """
 
@@ -56,4 +59,24 @@ class ConfigError(VsrError):
     exit_code = 7
 
 
+EXIT_SOME_FAILED = 8  # vsrpipe batch: at least one file failed, the rest finished
 EXIT_INTERRUPTED = 130
+
+
+class Terminated(BaseException):
+    """Raised in the main thread when SIGTERM or SIGHUP arrives, so that cleanup runs as for Ctrl-C.
+
+    A BaseException (like KeyboardInterrupt), so ``except Exception`` never swallows it.
+    """
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+        super().__init__(f"{self.name} received")
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal number, as shells report a process killed by it (143 SIGTERM, 129 SIGHUP)."""
+        return 128 + self.signum

@@ -23,7 +23,7 @@ from vsr_pipeline.io.files import check_paths, write_bytes_atomic
 from vsr_pipeline.io.probe import probe
 from vsr_pipeline.io.reader import Frame
 from vsr_pipeline.io.scenes import SceneConfig, SceneDetector
-from vsr_pipeline.io.transcode import Progress, transcode
+from vsr_pipeline.io.transcode import Progress, expected_frames, transcode
 from vsr_pipeline.io.windows import windows
 
 __all__ = ["EnhanceResult", "Progress", "run_enhance", "write_report"]
@@ -73,6 +73,8 @@ def run_enhance(
     info = probe(src)
     if config.start and info.duration is not None and config.start >= info.duration:
         raise InputError(f"--start {config.start:g} s is past the end of {str(src)!r} ({info.duration:.2f} s).")
+    if progress is not None:
+        progress(0, expected_frames(info, config.start, config.duration))  # the total, before the model loads
     if stage is None:
         stage = Enhancer(config.stage)
     elif stage.config != config.stage:

@@ -81,7 +81,7 @@ def test_cli_defaults_are_the_dataclass_defaults():
     assert tuple(params["adapt"].type.choices) == ("none", "consistency", "masked", "online", "internal")
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["enhance", "--help"], ["batch-of-nothing", "--help"], ["models"],
+@pytest.mark.parametrize("argv", [["--help"], ["enhance", "--help"], ["batch", "--help"], ["batch-of-nothing", "--help"], ["models"],
                                   ["degrade", "--help"], ["estimate-kernel", "--help"], ["train", "--help"]])
 def test_help_and_models_do_not_import_torch(argv):
     code = (

@@ -5,7 +5,8 @@ heavy at module level, so ``vsrpipe --help``, ``vsrpipe <command> --help`` and
 ``vsrpipe models`` never import torch.
 
 Exit codes: 0 ok · 1 internal error · 2 usage · 3 input · 4 output · 5 model · 6 damaged
-input (--on-error stop) · 7 configuration · 130 interrupted (see vsr_pipeline.errors).
+input (--on-error stop) · 7 configuration · 130 interrupted · 143 SIGTERM · 129 SIGHUP
+(see vsr_pipeline.errors).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from vsr_pipeline.cli.common import EXIT_CODES_HELP, VsrGroup
 # command name -> "module:attribute", in the order `vsrpipe --help` lists them
 COMMANDS = {
     "enhance": "vsr_pipeline.cli.enhance:enhance",
+    "batch": "vsr_pipeline.cli.batch:batch",
     "models": "vsr_pipeline.cli.models:models",
     "estimate-kernel": "vsr_pipeline.cli.kernel:estimate_kernel",
     "degrade": "vsr_pipeline.cli.tools:degrade",

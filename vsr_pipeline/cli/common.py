@@ -1,32 +1,69 @@
-"""What every command shares: the error-to-exit-code group, the progress bar, defaults from the configs."""
+"""What every command shares: the error-to-exit-code group, signals, progress, defaults from the configs."""
 
 from __future__ import annotations
 
-import sys
+import contextlib
+import signal
+import threading
 import traceback
 
 import click
 
-from vsr_pipeline.errors import EXIT_INTERRUPTED, VsrError
+from vsr_pipeline.cli.progress import PROGRESS_MODES, progress_bar  # noqa: F401  (re-exported)
+from vsr_pipeline.errors import EXIT_INTERRUPTED, Terminated, VsrError
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 success, 1 internal error, 2 usage error, 3 input error, 4 output error, "
-    "5 model error, 6 damaged input (--on-error stop), 7 configuration error, 130 interrupted."
+    "5 model error, 6 damaged input (--on-error stop), 7 configuration error, 8 some files of a batch failed, 130 interrupted (Ctrl-C), "
+    "143 terminated (SIGTERM), 129 hung up (SIGHUP)."
 )
+
+_HANDLED = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s is not None)
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def signals_as_exceptions():
+    """SIGTERM and SIGHUP raise :class:`Terminated` in the main thread while inside (as Ctrl-C raises KeyboardInterrupt).
+
+    The exception unwinds like Ctrl-C's: temporary files are removed and an ffmpeg child
+    is stopped on the way out. Outside the main thread (nothing can be installed) it does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {}
+    for signum in _HANDLED:
+        try:
+            previous[signum] = signal.signal(signum, _raise_terminated)
+        except (ValueError, OSError):
+            pass
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 class VsrGroup(click.Group):
-    """A click group that turns VsrError into one sentence and its exit code."""
+    """A click group that turns VsrError into one sentence and its exit code, and signals into exit codes."""
 
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            with signals_as_exceptions():
+                return super().invoke(ctx)
         except VsrError as exc:
             click.secho(f"Error: {exc}", fg="red", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("\nInterrupted; nothing was written to the output path.", err=True)
             ctx.exit(EXIT_INTERRUPTED)
+        except Terminated as exc:
+            click.echo(f"\nStopped by {exc.name}; nothing was written to the output path.", err=True)
+            ctx.exit(exc.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except Exception as exc:  # a bug: say so, show the traceback only when asked
@@ -38,24 +75,10 @@ class VsrGroup(click.Group):
             ctx.exit(1)
 
 
-def progress_bar(quiet: bool):
-    """(bar, update) for a tqdm bar with fps and ETA, or (None, None) when quiet or not on a terminal."""
-    if quiet or not sys.stderr.isatty():
-        return None, None
-    from tqdm import tqdm
-
-    bar = tqdm(unit="frame", dynamic_ncols=True, leave=False, smoothing=0.1)
-
-    def update(done: int, expected: int | None) -> None:
-        if expected and bar.total != expected:
-            bar.total = expected
-            bar.refresh()
-        bar.update(done - bar.n)
-
-    return bar, update
-
-
 def given(ctx: click.Context, name: str) -> bool:
     """True when the option ``name`` was set on the command line (not left at its default)."""
     source = ctx.get_parameter_source(name)
     return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+
+__all__ = ["EXIT_CODES_HELP", "PROGRESS_MODES", "VsrGroup", "given", "progress_bar", "signals_as_exceptions"]

@@ -9,7 +9,7 @@ import click
 from vsr_pipeline.adapt import registry
 from vsr_pipeline.adapt.config import KERNEL_METHODS, OBJECTIVES, OPTIMIZERS
 from vsr_pipeline.adapt.config import default as adapt_default
-from vsr_pipeline.cli.common import progress_bar
+from vsr_pipeline.cli.common import PROGRESS_MODES, progress_bar
 from vsr_pipeline.config import EDGES, ON_ERROR, EncodeOptions, EnhanceConfig, RunnerConfig, field_default
 
 _ADAPT_HELP = "Test-time adaptation: " + "; ".join(f"{s.name}: {s.summary}" for s in registry.METHODS.values()) + "."
@@ -19,9 +19,6 @@ def _d(cls, name):
     return field_default(cls, name)
 
 
-@click.command()
-@click.argument("input", type=click.Path(path_type=Path, dir_okay=True))
-@click.argument("output", type=click.Path(path_type=Path, dir_okay=True))
 @click.option("--scale", "-s", type=float, default=_d(EnhanceConfig, "scale"), show_default=True, help="Output scale (may differ from the model's native scale).")
 @click.option("--model", "-m", default=_d(EnhanceConfig, "model"), show_default=True, help="Registered model name (see `vsrpipe models`) or a .pth/.safetensors file.")
 @click.option("--start", type=float, default=None, help="Process a section starting at this time (seconds).")
@@ -57,9 +54,22 @@ def _d(cls, name):
 @click.option("--on-error", type=click.Choice(ON_ERROR), default=_d(EnhanceConfig, "on_error"), show_default=True, help="Damaged input: stop with an error, or skip damaged frames and report how many were lost.")
 @click.option("--overwrite", "-y", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
+def enhance_options(command):
+    """Add every option above to ``command`` (``vsrpipe batch`` shares them: same names, same defaults)."""
+    command.__click_params__ = getattr(command, "__click_params__", []) + list(enhance_options.__click_params__)
+    return command
+
+
+@click.command()
+@click.argument("input", type=click.Path(path_type=Path, dir_okay=True))
+@click.argument("output", type=click.Path(path_type=Path, dir_okay=True))
+@enhance_options
+@click.option("--resume", is_flag=True, help="Work in durable segments beside OUTPUT; after a crash or kill, the same command with --resume finishes the file, identical to an uninterrupted run (docs/batch.md).")
+@click.option("--segment-frames", type=click.IntRange(min=1), default=1000, show_default=True, help="With --resume: about this many frames per segment (cut at scene cuts, or at any frame without --adapt).")
+@click.option("--progress", "progress_mode", type=click.Choice(PROGRESS_MODES), default="auto", show_default=True, help="auto: a bar on a terminal, else a log line every few seconds (frames, fps, ETA); json: one JSON object per line on stdout (frames, total, fps, eta) for wrappers; none: nothing. --quiet silences all but json.")
 def enhance(
     input: Path, output: Path, quiet: bool, no_audio: bool, no_subtitles: bool, adapt_lr: float | None,
-    adapt_optimizer: str, save_masks: Path | None, **opts,
+    adapt_optimizer: str, save_masks: Path | None, resume: bool, segment_frames: int, progress_mode: str, **opts,
 ) -> None:
     """Upscale the video INPUT into OUTPUT (container from its extension: mp4, mkv, mov, webm).
 
@@ -69,19 +79,23 @@ def enhance(
     """
     from vsr_pipeline.api import enhance as api_enhance
 
-    bar, update = progress_bar(quiet)
+    bar, update = progress_bar(quiet, progress_mode)
     try:
-        result = api_enhance(
-            input,
-            output,
+        options = dict(
             copy_audio=not no_audio,
             copy_subtitles=not no_subtitles,
             optimizer=adapt_optimizer,
             lr=adapt_lr,
             save_masks=str(save_masks) if save_masks is not None else None,
-            progress=update,
             **opts,
         )
+        if resume:
+            from vsr_pipeline.api import make_config
+            from vsr_pipeline.batch.resume import enhance_resumable
+
+            result = enhance_resumable(input, output, make_config(**options), progress=update, segment_frames=segment_frames)
+        else:
+            result = api_enhance(input, output, progress=update, **options)
     finally:
         if bar is not None:
             bar.close()

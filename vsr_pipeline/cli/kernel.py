@@ -6,7 +6,7 @@ Looked up by the ``vsrpipe`` group (:mod:`vsr_pipeline.cli`), which turns every
 
 from __future__ import annotations
 
-from contextlib import closing
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import click
@@ -49,6 +49,24 @@ def _scene_frames(path: Path, scene: int, keep: int) -> tuple[list, int, int]:
     if not kept:
         raise InputError(f"Input file {str(path)!r} holds no frames in scene {scene}.")
     return kept, first, count
+
+
+@contextmanager
+def _fallback_logged_here():
+    """Drop the library's fallback log record while inside: the command prints its own warning, once."""
+    import logging
+
+    from vsr_pipeline.kernels import base
+
+    def keep(record: logging.LogRecord) -> bool:
+        return record.msg != base.FALLBACK_MESSAGE
+
+    logger = logging.getLogger(base.__name__)
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
 
 
 @click.command("estimate-kernel")  # the group adds its exit-code epilog when registering
@@ -101,7 +119,8 @@ def estimate_kernel(
             config = config.with_iterations(iterations)
 
     frames, first, count = _scene_frames(input, scene, config.max_frames)
-    result = estimate_with(frames, int(scale), config)
+    with _fallback_logged_here():  # the warning below says it once, with the scene
+        result = estimate_with(frames, int(scale), config)
     if result.fallback:
         click.secho(f"Warning: using the bicubic kernel for scene {scene}: {result.fallback_reason}.", fg="yellow", err=True)
 

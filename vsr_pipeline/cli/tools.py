@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from vsr_pipeline.cli.common import PROGRESS_MODES
 from vsr_pipeline.cli.common import progress_bar as _progress
 from vsr_pipeline.errors import ConfigError
 
@@ -35,11 +36,12 @@ from vsr_pipeline.errors import ConfigError
 @click.option("--on-error", type=click.Choice(["stop", "skip"]), default="stop", show_default=True, help="Damaged input: stop with an error, or skip damaged frames.")
 @click.option("--overwrite", "-y", is_flag=True, help="Replace OUT if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
+@click.option("--progress", "progress_mode", type=click.Choice(PROGRESS_MODES), default="auto", show_default=True, help="auto: a bar on a terminal, else a log line every few seconds; json: one JSON object per line on stdout (frames, total, fps, eta); none: nothing.")
 def degrade(
     hr: Path, out: Path, scale: float, degradation: str, noise: float, seed: int, crf: int | None,
     codec: str | None, preset: str | None, pix_fmt: str | None, encoder_args: str, backend: str,
     start: float | None, duration: float | None, no_audio: bool, no_subtitles: bool, on_error: str,
-    overwrite: bool, quiet: bool,
+    overwrite: bool, quiet: bool, progress_mode: str,
 ) -> None:
     """Make LR test material OUT from the clip HR: every frame blurred and downscaled by the
     degradation, optionally with noise.
@@ -57,7 +59,7 @@ def degrade(
         backend=backend, codec=codec, preset=preset, pix_fmt=pix_fmt, encoder_args=encoder_args,
         copy_audio=not no_audio, copy_subtitles=not no_subtitles,
     )
-    bar, update = _progress(quiet)
+    bar, update = _progress(quiet, progress_mode)
     try:
         r = degrade_video(
             hr, out, scale=scale, degradation=degradation, noise=noise, crf=crf, seed=seed,

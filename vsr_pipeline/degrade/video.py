@@ -183,11 +183,23 @@ def _check_options(scale, degradation, noise, start, duration, on_error) -> Degr
         )
     if not (noise >= 0 and np.isfinite(noise)):
         raise ConfigError(f"--noise must be >= 0 (a standard deviation in 8-bit units), got {noise:g}.")
+    for name, value in (("--start", start), ("--duration", duration)):
+        if value is not None and not np.isfinite(value):
+            raise ConfigError(f"{name} must be a finite number, got {value}.")
     if start is not None and start < 0 or duration is not None and duration <= 0:
         raise ConfigError("--start must be >= 0 and --duration > 0.")
     if on_error not in ("stop", "skip"):
         raise ConfigError(f"--on-error must be 'stop' or 'skip', got {on_error!r}.")
     return op
+
+
+def _lossless_only(codec: str) -> bool:
+    """True for an encoder that only codes losslessly (FFmpeg's codec descriptor: lossless, not lossy)."""
+    try:
+        c = av.Codec(codec, "w")
+    except Exception:
+        return False
+    return bool(c.lossless and not c.lossy)
 
 
 def _encode_options(
@@ -234,6 +246,8 @@ def _encode_options(
         crf, extra = LOSSLESS[codec]
         encoder_args = f"{extra} {encoder_args}".strip()
         lossless = True
+    elif crf is None and codec and _lossless_only(codec):
+        lossless = True  # FFV1, HuffYUV, UT Video, ...: lossless is all they do
     elif crf is None:
         log.info("%s has no lossless mode here; using its default quality", codec)
     return dataclasses.replace(encode, crf=crf, pix_fmt=pix_fmt, encoder_args=encoder_args), lossless

@@ -184,8 +184,8 @@ def evaluate_videos(
     crop = int(crop)
     if crop < 0:
         raise ConfigError(f"--crop must be >= 0, got {crop}.")
-    if reference_start is not None and reference_start < 0:
-        raise ConfigError(f"--reference-start must be >= 0, got {reference_start:g}.")
+    if reference_start is not None and not (0 <= reference_start < float("inf")):
+        raise ConfigError(f"--reference-start must be a finite number >= 0, got {reference_start:g}.")
     info_o, info_r = probe(out), probe(reference)
     size = info_o.display_size
     if size != info_r.display_size:

@@ -23,6 +23,7 @@ from vsr_pipeline.config import EncodeOptions
 from vsr_pipeline.errors import ConfigError, OutputError
 from vsr_pipeline.io.color import ColorSpec
 from vsr_pipeline.io.probe import VideoInfo
+from vsr_pipeline.io.rgb import EXACT_RGB, bit_depth as rgb_bit_depth, is_exact_rgb
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,17 @@ class _Plan:
     options: dict[str, str] = field(default_factory=dict)  # encoder options (AVCodecContext and private)
     side_streams: tuple[int, ...] = ()
     format_options: dict[str, str] = field(default_factory=dict)  # muxer options (MUXER_OPTIONS)
+    rgb: bool = False  # an RGB pixel format: samples written as they are, tagged RGB / full range
+
+    @property
+    def av_colorspace(self) -> int:
+        """The AVColorSpace tag of the output (0 = RGB for RGB formats)."""
+        return 0 if self.rgb else self.color.av_colorspace
+
+    @property
+    def av_color_range(self) -> int:
+        """The AVColorRange tag of the output (2 = full for RGB formats)."""
+        return 2 if self.rgb else self.color.av_color_range
 
 
 def parse_encoder_args(text: str) -> dict[str, str]:
@@ -152,6 +164,29 @@ def find_ffmpeg(explicit: str | None = None) -> str:
     import imageio_ffmpeg
 
     return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def _writable_formats(codec: str, formats: list[str], wanted: str = "") -> str:
+    """"with CODEC use ...": the encoder's formats this writer fills (planar YUV, exact RGB), RGB first for an RGB request."""
+    yuv, rgb = [], []
+    for name in formats:
+        try:
+            fmt = av.VideoFormat(name)
+        except (ValueError, TypeError):
+            continue
+        if name in EXACT_RGB:
+            rgb.append(name)
+        elif not fmt.is_rgb and len({c.plane for c in fmt.components}) >= 3 and not fmt.is_big_endian and not name.startswith("yuva"):
+            yuv.append(name)
+    parts = [f"the YUV formats {', '.join(yuv)}"] if yuv else []
+    if rgb:
+        parts.insert(0 if wanted.startswith(("gbr", "rgb", "bgr", "0", "a")) else len(parts), f"the RGB formats {', '.join(rgb)}")
+    if not parts:
+        return f"{codec} has no pixel format this writer can fill"
+    hint = ""
+    if not rgb and wanted in EXACT_RGB:
+        hint = " (for RGB output use --codec ffv1 in .mkv, lossless, or libx264rgb)"
+    return f"with {codec} use one of {' or '.join(parts)}{hint}"
 
 
 def plan_output(
@@ -187,11 +222,14 @@ def plan_output(
         pix_fmt = fallback
     if formats and pix_fmt not in formats:
         raise OutputError(
-            f"Encoder {codec} cannot write pixel format {pix_fmt!r}; it supports {', '.join(formats)}."
+            f"Encoder {codec} cannot write pixel format {pix_fmt!r}; {_writable_formats(codec, formats, pix_fmt)}."
         )
     fmt = av.VideoFormat(pix_fmt)
-    if fmt.is_rgb or len({c.plane for c in fmt.components}) < 3 or fmt.is_big_endian:
-        raise OutputError(f"Pixel format {pix_fmt!r} is not supported for output; use a planar YUV format such as yuv420p.")
+    rgb = is_exact_rgb(pix_fmt)
+    if not rgb and (fmt.is_rgb or len({c.plane for c in fmt.components}) < 3 or fmt.is_big_endian):
+        raise OutputError(
+            f"Pixel format {pix_fmt!r} is not supported for output; {_writable_formats(codec, formats, pix_fmt)}."
+        )
     chroma_shift = ((16 // fmt.chroma_width(16)).bit_length() - 1, (16 // fmt.chroma_height(16)).bit_length() - 1)
     w, h = size
     pad_w = w % 2 if chroma_shift[0] else 0
@@ -202,7 +240,7 @@ def plan_output(
             "last column/row (use --pix-fmt yuv444p to keep the exact size)",
             w, h, pix_fmt, w + pad_w, h + pad_h,
         )
-    depth = max(c.bits for c in fmt.components)
+    depth = rgb_bit_depth(pix_fmt) if rgb else max(c.bits for c in fmt.components)
     matrix = info.color.matrix if info.color_tagged else ("bt709" if h >= 720 else "bt601")
     color = ColorSpec(matrix=matrix, full_range=info.color.full_range, bit_depth=depth)
 
@@ -224,7 +262,7 @@ def plan_output(
             )
     return _Plan(
         muxer, codec, pix_fmt, w + pad_w, h + pad_h, (pad_w, pad_h), color, chroma_shift, options, tuple(side),
-        format_options,
+        format_options, rgb,
     )
 
 

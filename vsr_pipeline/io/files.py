@@ -4,24 +4,59 @@ Every file vsrpipe writes (videos, reports, kernels, figures, weights, checkpoin
 written to a hidden temporary file beside its target and renamed into place only when it
 is complete, so an interrupted or failed run never leaves a half-written file at the
 target path. :func:`publish` refuses to replace a file it was not told it may replace.
+
+Temporary files are named ``.NAME.vsrpipe-HOST-PID-RANDOM.partial.EXT``: the host tag and
+the process id say whose they are, so that the next run on the same output can remove the
+ones a killed process (``kill -9``, a crash, a power cut) left behind — and only those:
+a file whose process is still alive, or which another machine or container wrote, is
+never touched (:func:`remove_stale_temps`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
+import logging
 import os
+import re
+import socket
 import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
 from vsr_pipeline.errors import InputError, OutputError
 
-__all__ = ["atomic_output", "check_paths", "publish", "temp_path_for", "write_bytes_atomic"]
+__all__ = [
+    "atomic_output", "check_paths", "describe_os_error", "publish", "remove_stale_temps", "temp_path_for",
+    "write_bytes_atomic",
+]
+
+log = logging.getLogger(__name__)
+
+# errno values that mean "the disk (or the user's quota) is full"
+_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG}
+
+
+def describe_os_error(exc: BaseException) -> str:
+    """A short reason for an OS error while writing: "the disk is full" for ENOSPC/EDQUOT/EFBIG, else its text."""
+    code = getattr(exc, "errno", None)
+    if code in (errno.ENOSPC, errno.EFBIG):
+        return "the disk is full (no space left on device)"
+    if code == getattr(errno, "EDQUOT", None):
+        return "the disk quota is exceeded"
+    return getattr(exc, "strerror", None) or str(exc)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for ENOSPC, EDQUOT and EFBIG."""
+    return getattr(exc, "errno", None) in _FULL
 
 
 def check_paths(src: Path | str, dst: Path | str, overwrite: bool) -> None:
     """Refuse an output that is the input, exists without ``overwrite``, or cannot be written.
 
+    A symbolic link at ``dst`` counts as an existing output even when it dangles.
     Raises :class:`InputError` when ``src`` does not exist and :class:`OutputError` for the
     output's problems, each with one sentence.
     """
@@ -32,8 +67,9 @@ def check_paths(src: Path | str, dst: Path | str, overwrite: bool) -> None:
         raise OutputError(f"Output {str(dst)!r} is the input file; choose another output path.")
     if dst.is_dir():
         raise OutputError(f"Output {str(dst)!r} is a folder; give a file name such as out.mp4.")
-    if dst.exists() and not overwrite:
-        raise OutputError(f"Output {str(dst)!r} already exists; pass --overwrite to replace it.")
+    if os.path.lexists(dst) and not overwrite:
+        what = "already exists" if dst.exists() else "already exists (a symbolic link to a missing file)"
+        raise OutputError(f"Output {str(dst)!r} {what}; pass --overwrite to replace it.")
     parent = dst.parent
     if not parent.is_dir():
         raise OutputError(f"Output folder {str(parent)!r} does not exist.")
@@ -41,13 +77,74 @@ def check_paths(src: Path | str, dst: Path | str, overwrite: bool) -> None:
         raise OutputError(f"Output folder {str(parent)!r} is not writable.")
 
 
-def temp_path_for(path: Path | str) -> Path:
-    """A fresh, hidden temporary file in ``path``'s folder with the same extension (created empty)."""
-    path = Path(path)
+def _host_tag() -> str:
+    """Six hex digits naming this machine (container) so that only its own temp files are judged stale."""
+    name = socket.gethostname()
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".partial" + path.suffix, dir=path.parent)
+        name += Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        pass
+    return hashlib.sha1(name.encode()).hexdigest()[:6]
+
+
+def _temp_pattern(path: Path) -> re.Pattern:
+    return re.compile(
+        rf"^\.{re.escape(path.stem)}\.vsrpipe-(?P<host>[0-9a-f]{{6}})-(?P<pid>\d+)-[A-Za-z0-9_]+\.partial{re.escape(path.suffix)}$"
+    )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except OSError:
+        return True
+    return True
+
+
+def remove_stale_temps(path: Path | str) -> list[Path]:
+    """Remove the temporary files of ``path`` that a vsrpipe process now dead left behind; returns them.
+
+    Only files named by :func:`temp_path_for` for this very output, written on this
+    machine (host tag), by a process that no longer exists, are removed, each with a
+    warning. Other runs' live temp files, and anything else in the folder, are left alone.
+    """
+    path = Path(path)
+    pattern, host, removed = _temp_pattern(path), _host_tag(), []
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return removed
+    for name in names:
+        m = pattern.match(name)
+        if m is None or m["host"] != host or int(m["pid"]) == os.getpid() or _alive(int(m["pid"])):
+            continue
+        stale = path.parent / name
+        try:
+            stale.unlink()
+        except OSError:
+            continue
+        log.warning("removed %s, a temporary file left by an earlier run (process %s) that did not finish", stale, m["pid"])
+        removed.append(stale)
+    return removed
+
+
+def temp_path_for(path: Path | str) -> Path:
+    """A fresh, hidden temporary file in ``path``'s folder with the same extension (created empty).
+
+    Stale temporary files of the same output from dead processes are removed first.
+    """
+    path = Path(path)
+    remove_stale_temps(path)
+    try:
+        fd, name = tempfile.mkstemp(
+            prefix=f".{path.stem}.vsrpipe-{_host_tag()}-{os.getpid()}-", suffix=".partial" + path.suffix, dir=path.parent
+        )
     except OSError as exc:
-        raise OutputError(f"Output folder {str(path.parent)!r} is not writable ({exc.strerror}).") from exc
+        raise OutputError(f"Output folder {str(path.parent)!r} is not writable ({describe_os_error(exc)}).") from exc
     os.close(fd)
     return Path(name)
 
@@ -58,39 +155,62 @@ def _umask() -> int:
     return mask
 
 
+def _link_noreplace(tmp: Path, target: Path) -> bool:
+    """Give ``tmp`` the name ``target`` unless something is there; False when it was."""
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        return False
+    except OSError as exc:  # no hard links here (some network or FAT file systems)
+        if exc.errno not in (errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS):
+            raise
+        if os.path.lexists(target):
+            return False
+        os.rename(tmp, target)  # the existence test and the rename are not atomic here
+        return True
+    tmp.unlink(missing_ok=True)
+    return True
+
+
+def _keep_aside(tmp: Path, target: Path) -> Path | None:
+    """Publish ``tmp`` under the first free name ``NAME.vsrpipe-N.EXT`` beside ``target``; None when that fails too."""
+    for n in range(1, 100):
+        aside = target.with_name(f"{target.stem}.vsrpipe-{n}{target.suffix}")
+        try:
+            if _link_noreplace(tmp, aside):
+                return aside
+        except OSError:
+            return None
+    return None
+
+
 def publish(tmp: Path | str, target: Path | str, *, replace: bool = True) -> Path:
     """Move the finished temporary file ``tmp`` to ``target``; returns ``target``.
 
     The file gets the permissions the umask gives a new file (mkstemp makes 0600). With
-    ``replace=False`` an existing ``target`` (a file that appeared while we were writing)
-    is never replaced: the new file is hard-linked to ``target``, which fails if it exists,
-    and :class:`OutputError` says so; ``tmp`` is removed either way. Where the file system
-    has no hard links the check falls back to an existence test just before the rename.
+    ``replace=False`` an existing ``target`` (a file, or a symbolic link, that appeared
+    while we were writing) is never replaced: the new file is hard-linked to ``target``,
+    which fails if anything is there. The finished result is then kept beside it as
+    ``NAME.vsrpipe-N.EXT`` and :class:`OutputError` (exit 4) names both. Where the file
+    system has no hard links the check falls back to an existence test just before the rename.
     """
     tmp, target = Path(tmp), Path(target)
     os.chmod(tmp, 0o666 & ~_umask())
     if replace:
         os.replace(tmp, target)
         return target
-    try:
-        os.link(tmp, target)
-    except FileExistsError:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(
-            f"Output {str(target)!r} appeared while vsrpipe was writing it and was kept; "
-            "run again with --overwrite to replace it."
-        ) from None
-    except OSError:  # no hard links here (e.g. some network or FAT file systems)
-        if os.path.lexists(target):
-            tmp.unlink(missing_ok=True)
-            raise OutputError(
-                f"Output {str(target)!r} appeared while vsrpipe was writing it and was kept; "
-                "run again with --overwrite to replace it."
-            ) from None
-        os.replace(tmp, target)
+    if _link_noreplace(tmp, target):
         return target
+    aside = _keep_aside(tmp, target)
     tmp.unlink(missing_ok=True)
-    return target
+    where = (
+        f"this run's result was saved as {str(aside)!r} instead" if aside is not None
+        else "this run's result could not be kept and was removed"
+    )
+    raise OutputError(
+        f"Output {str(target)!r} appeared while vsrpipe was writing it and was left as it is; {where} "
+        "(run again with --overwrite to replace the output)."
+    )
 
 
 @contextlib.contextmanager
@@ -106,7 +226,7 @@ def atomic_output(target: Path | str, *, replace: bool = True) -> Iterator[Path]
         publish(tmp, target, replace=replace)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise OutputError(f"Could not write {str(target)!r}: {exc.strerror or exc}.") from exc
+        raise OutputError(f"Could not write {str(target)!r}: {describe_os_error(exc)}.") from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

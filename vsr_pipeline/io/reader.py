@@ -23,6 +23,7 @@ import torch
 from vsr_pipeline.errors import DecodeError, InputError
 from vsr_pipeline.io.color import ColorSpec, gray_to_rgb, yuv_to_rgb
 from vsr_pipeline.io.probe import VideoInfo, _reason, open_input, probe
+from vsr_pipeline.io.rgb import is_exact_rgb, unpack
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,9 @@ def frame_to_rgb(frame: av.VideoFrame, color: ColorSpec) -> torch.Tensor:
     if fmt.name in ("nv12", "nv21", "p010le", "p016le", "nv16", "nv24"):
         target = "yuv420p" if fmt.name in ("nv12", "nv21") else "yuv420p10le" if fmt.name == "p010le" else "yuv444p16le"
         return frame_to_rgb(frame.reformat(format=target), color)
-    # RGB, palette and anything exotic: swscale to 16-bit RGB keeps >8-bit precision.
+    if is_exact_rgb(fmt.name):  # RGB samples as they are: no matrix, no swscale rounding
+        return unpack(frame)
+    # palette and anything exotic: swscale to 16-bit RGB keeps >8-bit precision.
     arr = frame.to_ndarray(format="rgb48le")  # (H, W, 3) uint16
     return torch.from_numpy(arr.astype(np.float32) / 65535.0).permute(2, 0, 1).contiguous()
 
@@ -105,8 +108,11 @@ def rotate(rgb: torch.Tensor, rotation: int) -> torch.Tensor:
 class VideoReader:
     """Iterate over the frames of a video as :class:`Frame` objects.
 
-    ``start``/``duration`` (seconds) select a section; all timestamps are then shifted
-    back by ``start`` so that the section begins at 0 (like ``ffmpeg -ss``).
+    ``start``/``duration`` (seconds) select a section: the frames whose time lies in
+    [start, start + duration). All timestamps are then shifted back by the time of the
+    section's first frame, so that the output begins at exactly 0 (``--start 2.02`` on 25
+    fps starts at the frame at 2.04 s, which becomes 0); side packets before that frame
+    are dropped. :attr:`section` gives (first frame's time, what remains of the duration).
     ``on_error`` is ``"stop"`` (raise :class:`DecodeError` at the first damaged packet) or
     ``"skip"`` (drop it, count it in :attr:`stats`). ``side_streams`` lists the indices of
     audio/subtitle streams whose packets should ride along with the frames.
@@ -132,7 +138,21 @@ class VideoReader:
         self.prefetch = prefetch
         self.stats = ReadStats()
         self.trailing_packets: list = []  # side packets after the last frame
+        self.first_time: float | None = None  # source time (s) of the section's first frame, once read
+        self._shift_s = 0.0  # seconds every timestamp is shifted back by
         self._stop = threading.Event()
+
+    @property
+    def section(self) -> tuple[float, float | None]:
+        """(start, duration) in source seconds of what is read, known once the first frame is out.
+
+        ``start`` is the first frame's time with ``--start`` (else 0); side streams taken
+        from the source by another program must be cut the same way to stay in sync.
+        """
+        begin = self._shift_s if self.start > 0 else 0.0
+        if self.duration is None:
+            return begin, None
+        return begin, max(0.0, self.start + self.duration - begin)
 
     # The consumer side -------------------------------------------------------------
     def __iter__(self) -> Iterator[Frame]:
@@ -192,7 +212,7 @@ class VideoReader:
             if info.frame_count and not self.start and self.duration is None:
                 self.stats.expected = info.frame_count
             index = 0
-            shift = int(round(self.start / tb))
+            shift = None if self.start > 0 else 0  # the first kept frame's pts, with --start
             past_end = False
             pending: list = []
             last_pts: int | None = None
@@ -229,6 +249,9 @@ class VideoReader:
                         break
                     if getattr(frame, "is_corrupt", False):
                         self.stats.corrupt += 1
+                    if shift is None:
+                        shift, self.first_time = pts, t
+                        self._shift_s = float(pts * tb)
                     rgb = rotate(frame_to_rgb(frame, info.color), info.rotation)
                     item = Frame(
                         index=index,
@@ -283,13 +306,14 @@ class VideoReader:
         if not packets or (self.start <= 0 and self.duration is None):
             return packets
         kept = []
+        begin = self._shift_s if self.start > 0 else 0.0
         end_s = self.start + self.duration if self.duration is not None else None
         for item in packets:
             p = item[1]
             t = float(p.pts * p.time_base)
-            if t < self.start - 1e-6 or (end_s is not None and t >= end_s):
+            if t < max(self.start, begin) - 1e-6 or (end_s is not None and t >= end_s):
                 continue
-            shift = int(round(self.start / p.time_base))
+            shift = int(round(begin / p.time_base))
             p.pts -= shift
             if p.dts is not None:
                 p.dts -= shift

@@ -77,11 +77,16 @@ def transcode(
     writer = VideoWriter(dst, info, size, encode, replace=replace)
     reader.side_streams = writer.plan.side_streams  # the writer decides which side streams it keeps
     expected = expected_frames(info, start, duration)
-    writer.open(section=(start or 0.0, duration))
+    if progress is not None:
+        progress(0, expected)  # the total is known before the first frame
     sink = _WriterThread(writer)
     done = 0
     try:
         for frame, rgb in transform(reader):
+            if writer.tmp is None:
+                # opened at the first frame: a section starts at its first frame's time, which
+                # the ffmpeg backend needs to cut the side streams it takes from the source
+                writer.open(section=reader.section)
             sink.put(rgb, frame.pts, frame.time_base, frame.side_packets)
             done += 1
             if progress is not None:

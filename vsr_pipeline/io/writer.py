@@ -9,7 +9,12 @@ Both backends give the same guarantees:
   written: an option neither the encoder nor the muxer has, or a CRF outside the encoder's
   range, is a :class:`ConfigError` (PyAV would otherwise pass it on and FFmpeg ignore it);
 * output goes to a temporary file beside the target, renamed only by :meth:`close`;
-  :meth:`abort` (or any exception inside ``with``) removes it.
+  :meth:`abort` (or any exception inside ``with``) removes it (and stops an ffmpeg child);
+* an OS error while writing — a full disk (ENOSPC), an exceeded quota (EDQUOT), also when
+  the container is finished and flushed — is an :class:`OutputError` naming the output;
+* RGB pixel formats (``bgr0``, ``gbrp10le``, …) are written exactly (samples rounded from
+  the frames, no colour matrix), tagged as RGB;
+* stream metadata of the copied audio/subtitle streams (language, title) is kept.
 
 The ``ffmpeg`` backend receives the frames as raw video inside a NUT stream on its stdin,
 which keeps exact timestamps, and takes the audio/subtitle streams from the input file.
@@ -34,7 +39,8 @@ from vsr_pipeline.config import EncodeOptions
 from vsr_pipeline.errors import ConfigError, OutputError
 from vsr_pipeline.io.color import rgb_to_yuv
 from vsr_pipeline.io.encoding import _PRI_NAMES, _SPC_NAMES, _TRC_NAMES, _Plan, find_ffmpeg, plan_output
-from vsr_pipeline.io.files import publish, temp_path_for
+from vsr_pipeline.io.files import describe_os_error, publish, temp_path_for
+from vsr_pipeline.io.rgb import pack as pack_rgb
 from vsr_pipeline.io.probe import VideoInfo, open_input
 
 log = logging.getLogger(__name__)
@@ -79,10 +85,13 @@ class VideoWriter:
             raise OutputError(f"Output folder {str(self.path.parent)!r} does not exist.")
         self.tmp = temp_path_for(self.path)
         try:
-            if self.options.backend == "pyav":
-                self._impl = _PyAVSink(self.tmp, self.info, self.plan)
-            else:
-                self._impl = _FFmpegSink(self.tmp, self.info, self.plan, self.options, section)
+            try:
+                if self.options.backend == "pyav":
+                    self._impl = _PyAVSink(self.tmp, self.info, self.plan)
+                else:
+                    self._impl = _FFmpegSink(self.tmp, self.info, self.plan, self.options, section)
+            except OSError as exc:
+                raise self._os_error(exc) from exc
         except BaseException:
             self._remove_tmp()
             raise
@@ -91,15 +100,24 @@ class VideoWriter:
         """Encode one frame: ``rgb`` (3, H, W) float in [0, 1] at timestamp ``pts``·``time_base``."""
         assert self._impl is not None, "VideoWriter.open() first"
         planes = self._to_planes(rgb)
-        self._impl.write(planes, pts, time_base, side_packets)
+        try:
+            self._impl.write(planes, pts, time_base, side_packets)
+        except OSError as exc:  # includes PyAV's errno errors (ENOSPC, EDQUOT, EIO, ...)
+            raise self._os_error(exc) from exc
         self.frames_written += 1
+
+    def _os_error(self, exc: BaseException) -> OutputError:
+        return OutputError(f"Could not write {str(self.path)!r}: {describe_os_error(exc)}.")
 
     def close(self, trailing_packets: list = ()) -> Path:
         """Flush the encoder, finish the file and rename it to the target path."""
         assert self._impl is not None and self.tmp is not None
         try:
-            self._impl.close(trailing_packets)
-            publish(self.tmp, self.path, replace=self.replace)
+            try:
+                self._impl.close(trailing_packets)
+                publish(self.tmp, self.path, replace=self.replace)
+            except OSError as exc:  # e.g. the disk filled up while the container was flushed
+                raise self._os_error(exc) from exc
         except BaseException:
             self.abort()
             raise
@@ -129,9 +147,20 @@ class VideoWriter:
             rgb = F.pad(rgb[None].float(), (0, plan.pad[0], 0, plan.pad[1]), mode="replicate")[0]
         if rgb.shape[-2:] != (plan.height, plan.width):
             raise ValueError(f"frame is {tuple(rgb.shape)}, writer expects 3x{plan.height}x{plan.width}")
+        if plan.rgb:
+            return pack_rgb(rgb, plan.pix_fmt)
         y, u, v = rgb_to_yuv(rgb, plan.color, plan.chroma_shift)
         dtype = np.uint8 if plan.color.bit_depth <= 8 else np.uint16
         return [p.cpu().numpy().astype(dtype) for p in (y, u, v)]
+
+
+# Tags a muxer writes itself (statistics, durations): not carried from the source streams.
+_GENERATED_TAGS = ("duration", "number_of_frames", "number_of_bytes", "bps", "_statistics", "vendor_id", "encoder")
+
+
+def stream_metadata(stream) -> dict[str, str]:
+    """The tags of a source stream worth keeping (language, title, handler name, ...)."""
+    return {k: v for k, v in dict(stream.metadata).items() if not k.lower().startswith(_GENERATED_TAGS)}
 
 
 def _fill_frame(planes: list[np.ndarray], plan: _Plan, info: VideoInfo) -> av.VideoFrame:
@@ -144,8 +173,8 @@ def _fill_frame(planes: list[np.ndarray], plan: _Plan, info: VideoInfo) -> av.Vi
             padded[:, : src.shape[1]] = src
             src = padded
         dst.update(np.ascontiguousarray(src).tobytes())
-    frame.colorspace = plan.color.av_colorspace
-    frame.color_range = plan.color.av_color_range
+    frame.colorspace = plan.av_colorspace
+    frame.color_range = plan.av_color_range
     frame.color_primaries = info.color_primaries
     frame.color_trc = info.color_trc
     return frame
@@ -177,8 +206,8 @@ class _PyAVSink:
         cc.pix_fmt = plan.pix_fmt
         cc.time_base = info.time_base
         stream.time_base = info.time_base
-        cc.colorspace = plan.color.av_colorspace
-        cc.color_range = plan.color.av_color_range
+        cc.colorspace = plan.av_colorspace
+        cc.color_range = plan.av_color_range
         cc.color_primaries = info.color_primaries
         cc.color_trc = info.color_trc
         cc.options = dict(plan.options)
@@ -189,12 +218,15 @@ class _PyAVSink:
             source = open_input(info.path)
             try:
                 for index in plan.side_streams:
-                    self.side[index] = self.container.add_stream_from_template(source.streams[index])
+                    self.side[index] = out = self.container.add_stream_from_template(source.streams[index])
+                    out.metadata.update(stream_metadata(source.streams[index]))
             finally:
                 source.close()
         try:
-            self.container.start_encoding()
+            self.container.start_encoding()  # mp4/mov write their header here
         except av.error.FFmpegError as exc:
+            if isinstance(exc, OSError):
+                raise
             raise OutputError(f"The encoder refused the settings ({exc}); check --codec, --pix-fmt and --encoder-args.") from exc
 
     def _mux_side(self, packets) -> None:
@@ -214,6 +246,8 @@ class _PyAVSink:
             for packet in self.video.encode(frame):
                 self.container.mux(packet)
         except av.error.FFmpegError as exc:
+            if isinstance(exc, OSError):  # ENOSPC, EIO, ...: VideoWriter names the output and the reason
+                raise
             raise OutputError(f"Encoding failed ({exc}).") from exc
 
     def close(self, trailing_packets) -> None:
@@ -239,8 +273,8 @@ class _FFmpegSink:
         # Frame properties, not encoder options, decide the tags in current FFmpeg: set them
         # on the frames with setparams so that they reach the encoder and the container.
         params = {
-            "colorspace": _SPC_NAMES.get(plan.color.av_colorspace, "unknown"),
-            "range": "pc" if plan.color.full_range else "tv",
+            "colorspace": "gbr" if plan.rgb else _SPC_NAMES.get(plan.color.av_colorspace, "unknown"),
+            "range": "pc" if plan.rgb or plan.color.full_range else "tv",
         }
         if info.color_primaries in _PRI_NAMES:
             params["color_primaries"] = _PRI_NAMES[info.color_primaries]
@@ -283,8 +317,8 @@ class _FFmpegSink:
         stream.codec_context.height = plan.height
         stream.codec_context.pix_fmt = plan.pix_fmt
         stream.codec_context.time_base = info.time_base
-        stream.codec_context.colorspace = plan.color.av_colorspace
-        stream.codec_context.color_range = plan.color.av_color_range
+        stream.codec_context.colorspace = plan.av_colorspace
+        stream.codec_context.color_range = plan.av_color_range
         stream.codec_context.color_primaries = info.color_primaries
         stream.codec_context.color_trc = info.color_trc
         stream.time_base = info.time_base

@@ -100,8 +100,18 @@ def _finish(k2: np.ndarray, scale: int, **kw) -> KernelEstimate:
     return KernelEstimate(kernel=k, kernel_x2=k2, scale=scale, **kw)
 
 
+FALLBACK_MESSAGE = "Kernel estimation falls back to bicubic: %s"
+
+
+def too_small(w: int, h: int, need: int, than: str) -> str:
+    """The fallback reason for frames of ``w``×``h`` below ``need`` px, naming the short side(s); ``than`` ends the sentence."""
+    short = [f"{name} ({size} px)" for name, size in (("width", w), ("height", h)) if size < need]
+    verb = "are" if len(short) > 1 else "is"
+    return f"the frames' {' and '.join(short)} {verb} smaller than {than} (the frames are {w}x{h})"
+
+
 def _fallback(scale: int, reason: str, seconds: float = 0.0, iterations: int = 0) -> KernelEstimate:
-    log.warning("Kernel estimation falls back to bicubic: %s", reason)
+    log.warning(FALLBACK_MESSAGE, reason)
     k = bicubic_kernel(scale)
     return KernelEstimate(
         kernel=k, kernel_x2=bicubic_kernel(2), scale=scale, fallback_reason=reason, iterations=iterations, seconds=seconds

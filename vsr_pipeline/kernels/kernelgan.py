@@ -48,7 +48,7 @@ import torch.nn.functional as F
 
 from vsr_pipeline.degrade.resize import imresize
 from vsr_pipeline.errors import ConfigError
-from vsr_pipeline.kernels.base import KernelEstimate, _as_frames, _check_scale, _fallback, _finish, _gradient_map, _pick
+from vsr_pipeline.kernels.base import KernelEstimate, _as_frames, _check_scale, _fallback, _finish, _gradient_map, _pick, too_small
 from vsr_pipeline.kernels.kernelgan_nets import (
     DeepLinearGenerator,
     PatchDiscriminator,
@@ -251,9 +251,7 @@ def estimate_kernel(frames, scale: int = 2, config: KernelGANConfig = KernelGANC
     x = _pick(_as_frames(frames), config.max_frames)  # (T, 3, H, W)
     h, w = x.shape[-2:]
     if min(h, w) < config.g_crop:
-        return _fallback(
-            scale, f"the frames are {w}x{h}, smaller than the {config.g_crop}x{config.g_crop} crops KernelGAN trains on"
-        )
+        return _fallback(scale, too_small(w, h, config.g_crop, f"the {config.g_crop}x{config.g_crop} crops KernelGAN trains on"))
     if not torch.isfinite(x).all():
         return _fallback(scale, "the frames hold NaN or infinite values")
     rng = np.random.default_rng(config.seed)

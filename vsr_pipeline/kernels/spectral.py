@@ -31,7 +31,7 @@ import torch
 
 from vsr_pipeline.degrade.kernels import anisotropic_gaussian_kernel, stride_offset
 from vsr_pipeline.errors import ConfigError
-from vsr_pipeline.kernels.base import KernelEstimate, _as_frames, _check_scale, _fallback, _gradient_map, _pick
+from vsr_pipeline.kernels.base import KernelEstimate, _as_frames, _check_scale, _fallback, _gradient_map, _pick, too_small
 
 __all__ = ["SpectralConfig", "estimate_kernel_spectral", "spectral_covariance", "gaussian_from_covariance"]
 
@@ -162,7 +162,7 @@ def estimate_kernel_spectral(frames, scale: int = 2, config: SpectralConfig = Sp
     x = _pick(_as_frames(frames), config.max_frames)
     h, w = x.shape[-2:]
     if min(h, w) < config.min_size:
-        return _fallback(scale, f"the frames are {w}x{h}, smaller than the {config.min_size} px the spectral fit needs")
+        return _fallback(scale, too_small(w, h, config.min_size, f"the {config.min_size} px the spectral fit needs"))
     if not torch.isfinite(x).all():
         return _fallback(scale, "the frames hold NaN or infinite values")
     gray = _luma(x)  # (T, H, W) float64, shared by the flatness test and the fit

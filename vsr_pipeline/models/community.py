@@ -18,8 +18,10 @@ single-image models ``T = 1``) and returns (B, C, sH, sW).
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 import re
+import stat
 import zipfile
 from pathlib import Path
 
@@ -117,6 +119,34 @@ def _tensor_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
+def not_a_weights_file(path: Path) -> str | None:
+    """What is wrong with ``path`` as a weights file ("is a folder", "does not exist", ...), None for a regular file.
+
+    Only ``stat`` is used: a fifo or a device is never opened (reading one would block or never end).
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        if os.path.islink(path):
+            return "is a symbolic link to a missing file; check the path"
+        return "does not exist; check the path, or run `vsrpipe models` for the registered model names"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        kind = "a folder"
+    elif stat.S_ISFIFO(mode):
+        kind = "a named pipe (fifo)"
+    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        kind = "a device"
+    elif stat.S_ISSOCK(mode):
+        kind = "a socket"
+    else:
+        kind = "not a regular file"
+    return f"is {kind}, not a weights file; give a .pth or .safetensors file" if kind[0] == "a" else f"is {kind}"
+
+
 def load_weights_file(path: Path, *, expected_scale: int | None = None) -> nn.Module:
     """Load a weights file as a protocol model, never executing code from it.
 
@@ -133,8 +163,9 @@ def load_weights_file(path: Path, *, expected_scale: int | None = None) -> nn.Mo
             architecture, a model that is not RGB image SR, or the wrong scale.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"Weights file {str(path)!r} does not exist; check the path given to --model.")
+    problem = not_a_weights_file(path)
+    if problem is not None:
+        raise ModelError(f"--model {str(path)!r} {problem}.")
     suffix = path.suffix.lower()
     if suffix == SAFETENSORS_SUFFIX:
         state, meta = _read_safetensors(path)

@@ -92,6 +92,10 @@ def load_model(name: str, *, scale: float | None = None) -> "torch.nn.Module":
 
         return load_weights_file(Path(name))
     models = available_models()
+    if name not in models and os.path.lexists(name):  # a folder, fifo, ... named without a path separator
+        from vsr_pipeline.models.community import load_weights_file
+
+        return load_weights_file(Path(name))
     if name not in models:
         known = ", ".join(models) or "none"
         raise ModelError(f"Unknown model {name!r}; available models: {known} (or a path to a .pth/.safetensors file).")

@@ -1,0 +1,78 @@
+"""Issue 14, item 12: a section starts at exactly 0, and stream metadata (language tags) is kept."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import av
+import pytest
+from click.testing import CliRunner
+
+from clips import make_clip
+from vsr_pipeline.cli import main
+from vsr_pipeline.io.encoding import find_ffmpeg
+from vsr_pipeline.io.reader import VideoReader
+
+
+def first_times(path: Path) -> dict:
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        video = [float(f.pts * v.time_base) for f in c.decode(video=0)]
+    with av.open(str(path)) as c:
+        audio = [float(p.pts * p.time_base) for p in c.demux(audio=0) if p.size and p.pts is not None] if c.streams.audio else []
+    return {"video": video, "audio": audio}
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "pyav",
+        pytest.param("ffmpeg", marks=pytest.mark.xfail(
+            reason="known: ffmpeg's input -ss with stream-copied audio shifts the piped video by the seek time "
+            "(before issue 14 too); the side streams would have to travel through the NUT pipe", strict=True)),
+    ],
+)
+def test_section_starts_at_zero(tmp_path, backend):
+    c = make_clip(tmp_path / "in.mkv", n=100, audio=True)  # 25 fps: frames at 2.00, 2.04, ...
+    out = tmp_path / "out.mkv"
+    r = CliRunner().invoke(main, ["enhance", str(c.path), str(out), "-s", "1", "-m", "bicubic", "--start", "2.02",
+                                  "--duration", "1", "--backend", backend])
+    assert r.exit_code == 0, r.output
+    t = first_times(out)
+    assert t["video"][0] == 0.0  # the frame at 2.04 s, shifted to 0 (not 0.02)
+    assert t["video"] == pytest.approx([i * 0.04 for i in range(25)], abs=1e-6)  # frames 2.04 .. 3.00
+    assert t["audio"] and min(t["audio"]) >= -0.001 and min(t["audio"]) < 0.03  # audio shifted the same way
+    assert max(t["audio"]) < 1.0
+
+
+
+
+def test_reader_section(tmp_path):
+    c = make_clip(tmp_path / "in.mkv", n=100)
+    reader = VideoReader(c.path, start=2.02, duration=1)
+    frames = list(reader)
+    assert frames[0].pts == 0 and reader.first_time == pytest.approx(2.04)
+    assert reader.section == pytest.approx((2.04, 0.98))
+    assert len(frames) == 25
+
+
+def tag_clip(path: Path, src: Path) -> Path:
+    subprocess.run([find_ffmpeg(), "-y", "-loglevel", "error", "-i", str(src), "-c", "copy", "-metadata:s:a:0", "language=fra",
+                    "-metadata:s:a:0", "title=Narration", str(path)], check=True)
+    return path
+
+
+@pytest.mark.parametrize("ext", [".mov", ".mkv"])
+@pytest.mark.parametrize("backend", ["pyav", "ffmpeg"])
+def test_audio_language_tag_kept(tmp_path, ext, backend):
+    c = make_clip(tmp_path / "plain.mp4", n=6, audio=True)
+    src = tag_clip(tmp_path / f"in{ext}", c.path)
+    out = tmp_path / f"out{ext}"
+    r = CliRunner().invoke(main, ["enhance", str(src), str(out), "-s", "1", "-m", "bicubic", "--backend", backend])
+    assert r.exit_code == 0, r.output
+    with av.open(str(out)) as cont:
+        meta = dict(cont.streams.audio[0].metadata)
+    assert meta.get("language") == "fra", meta
+    if ext == ".mkv":
+        assert meta.get("title") == "Narration", meta

@@ -1,0 +1,137 @@
+"""The units of batch work and the one function every engine runs them with.
+
+A job is a plain frozen dataclass (it pickles to a worker process or a Ray actor):
+
+* ``file``: upscale a whole short file with :func:`~vsr_pipeline.pipeline.run_enhance`;
+* ``plan``: the planning pass of a long file (scene cuts, timestamps, segments);
+* ``segment``: encode one segment into the file's work folder (fsynced);
+* ``join``: join the segments into the output and mux audio and subtitles.
+
+:func:`execute` never raises for a failure a user can cause: it returns
+``{"error": sentence, "exit_code": n}`` so that one bad file fails alone. The stage is
+built once per worker process and reused while the settings stay the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+from vsr_pipeline.batch.faults import fault
+from vsr_pipeline.config import EnhanceConfig, StageConfig
+from vsr_pipeline.errors import VsrError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One unit of work for a worker."""
+
+    kind: str  # "file" | "plan" | "segment" | "join"
+    key: str  # the input's path relative to IN_DIR
+    src: Path
+    dst: Path
+    config: EnhanceConfig
+    replace: bool = False  # the output may replace an existing file (ours, or --overwrite)
+    work: Path | None = None  # the file's segment work folder
+    idx: int = -1  # segment number (segment jobs)
+    plan: dict | None = None  # the plan (segment and join jobs)
+    target: int = 0  # frames per segment (plan jobs)
+    files: tuple[str, ...] = field(default_factory=tuple)  # segment files in order (join jobs)
+
+    @property
+    def id(self) -> str:
+        return f"{self.kind}:{self.key}:{self.idx}"
+
+
+_stage: tuple[StageConfig, object] | None = None
+
+
+def stage_for(config: StageConfig):
+    """The worker's :class:`~vsr_pipeline.enhancer.Enhancer` for ``config``: built once, then reused."""
+    global _stage
+    if _stage is None or _stage[0] != config:
+        from vsr_pipeline.enhancer import Enhancer
+
+        _stage = None  # free the old model first
+        _stage = (config, Enhancer(config))
+    return _stage[1]
+
+
+def execute(job: Job, progress: Callable[[int], None] | None = None) -> dict:
+    """Run ``job``; returns its result, or ``{"error", "exit_code"}`` when it failed.
+
+    ``progress(frames)`` is called with the frames this job has finished so far.
+    """
+    fault("worker")
+    try:
+        return _run(job, progress)
+    except VsrError as exc:
+        return {"error": str(exc), "exit_code": exc.exit_code}
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return {"error": f"{exc.strerror or exc}{where}.", "exit_code": 4}
+    except MemoryError:
+        return {"error": "Out of memory; try --tile or a smaller --batch.", "exit_code": 1}
+    except Exception as exc:  # a bug: fail this file, keep the batch going
+        log.exception("internal error in %s", job.id)
+        return {"error": f"Internal error: {type(exc).__name__}: {exc}.", "exit_code": 1}
+
+
+def _run(job: Job, progress) -> dict:
+    from vsr_pipeline.io.probe import probe
+
+    if job.kind == "file":
+        from vsr_pipeline.pipeline import run_enhance
+
+        cfg = replace(job.config, overwrite=job.replace, report=None)
+        res = run_enhance(job.src, job.dst, cfg, progress=(lambda done, _: progress(done)) if progress else None,
+                          stage=stage_for(cfg.stage))
+        return {"frames": res.frames, "seconds": res.seconds, "lost": res.lost_frames, "report": res.adapt,
+                "output_hash": file_hash(job.dst)}
+    info = probe(job.src)
+    if job.kind == "plan":
+        from vsr_pipeline.batch.segments import plan_file
+
+        return {"plan": plan_file(job.src, info, job.config, job.target).to_dict()}
+    from vsr_pipeline.batch.segments import Plan, encode_segment, join_segments, segment_path
+
+    plan = Plan.from_dict(job.plan or {})
+    if job.kind == "segment":
+        assert job.work is not None
+        job.work.mkdir(parents=True, exist_ok=True)
+        path = segment_path(job.work, job.idx, job.dst.suffix)
+        result = encode_segment(job.src, info, job.config, plan, job.idx, path, stage_for(job.config.stage), progress)
+        return {**result, "file": path.name}
+    if job.kind == "join":
+        from vsr_pipeline.io.files import check_paths
+        from vsr_pipeline.runner import output_size
+
+        assert job.work is not None
+        check_paths(job.src, job.dst, job.replace)
+        w, h = info.display_size
+        oh, ow = output_size(h, w, job.config.scale)
+        frames = join_segments(job.src, info, job.config, [job.work / f for f in job.files], job.dst, (ow, oh),
+                               replace=job.replace)
+        if frames != plan.frames:
+            raise VsrError(f"Joined {frames} frames into {str(job.dst)!r} where {plan.frames} were planned.")
+        return {"frames": frames, "output_hash": file_hash(job.dst)}
+    raise ValueError(f"unknown job kind {job.kind!r}")
+
+
+def file_hash(path: Path) -> str:
+    """SHA-256 of a file's content."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def limit_threads(workers: int) -> None:
+    """Share the CPU cores between ``workers`` worker processes (torch's intra-op threads)."""
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, workers)))

@@ -1,0 +1,136 @@
+"""What a batch will do: the input files found in IN_DIR, where their outputs go, and the settings hash.
+
+The walk follows symbolic links to folders but visits each folder once (a link loop is
+listed, not followed), never enters OUT_DIR or hidden folders (``.vsrpipe``, temporary
+files), and sorts what it finds so that runs are repeatable.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from vsr_pipeline.config import EnhanceConfig
+from vsr_pipeline.errors import InputError, OutputError
+
+VIDEO_EXTENSIONS = frozenset({
+    ".mp4", ".m4v", ".mkv", ".mov", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg", ".wmv", ".flv",
+    ".y4m", ".nut", ".ogv", ".3gp", ".mxf", ".dv",
+})
+WORK_DIR = ".vsrpipe"  # inside OUT_DIR: the manifest, its lock and the segment work folders
+
+
+@dataclass(frozen=True)
+class Item:
+    """One input file and its output."""
+
+    key: str  # path relative to IN_DIR (POSIX separators): the manifest's key
+    src: Path
+    dst: Path
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A path the batch leaves alone, and why."""
+
+    key: str
+    reason: str
+
+
+def scan(in_dir: Path, out_dir: Path, *, patterns: tuple[str, ...] = (), recursive: bool = False,
+         ext: str | None = None) -> tuple[list[Item], list[Skipped]]:
+    """The input files under ``in_dir`` matching ``patterns`` (default: video extensions) -> (items, skipped).
+
+    Raises :class:`InputError` when ``in_dir`` is not a readable folder and
+    :class:`OutputError` when ``out_dir`` is ``in_dir`` or a file.
+    """
+    in_dir, out_dir = Path(in_dir), Path(out_dir)
+    if not in_dir.is_dir():
+        raise InputError(f"Input folder {str(in_dir)!r} does not exist or is not a folder.")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"Output folder {str(out_dir)!r} is a file; give a folder.")
+    if out_dir.resolve() == in_dir.resolve():
+        raise OutputError(f"Output folder {str(out_dir)!r} is the input folder; choose another one.")
+    if ext is not None:
+        ext = ext if ext.startswith(".") else f".{ext}"
+    out_real = out_dir.resolve()
+    files: list[tuple[str, Path]] = []
+    skipped: list[Skipped] = []
+    seen: set[tuple[int, int]] = set()
+    stack = [in_dir]
+    while stack:
+        folder = stack.pop()
+        rel_folder = folder.relative_to(in_dir).as_posix()
+        try:
+            st = folder.stat()
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            skipped.append(Skipped(rel_folder + "/", f"folder cannot be read ({exc.strerror})"))
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            skipped.append(Skipped(rel_folder + "/", "symbolic link loop: folder already visited"))
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        for entry in entries:
+            path = Path(entry.path)
+            key = path.relative_to(in_dir).as_posix()
+            if entry.name.startswith("."):
+                continue  # hidden: our work folder and temporary files, editors' files
+            try:
+                is_dir = entry.is_dir()  # follows links
+                is_file = entry.is_file()
+            except OSError:
+                is_dir = is_file = False
+            if is_dir:
+                if path.resolve() == out_real:
+                    skipped.append(Skipped(key + "/", "the output folder (never read as input)"))
+                elif recursive:
+                    stack.append(path)
+                continue
+            if not is_file:
+                reason = "broken symbolic link" if entry.is_symlink() else "not a regular file"
+                skipped.append(Skipped(key, reason))
+                continue
+            if not _matches(entry.name, key, patterns):
+                skipped.append(Skipped(key, "not a video file" if not patterns else "does not match --pattern"))
+                continue
+            files.append((key, path))
+    items: list[Item] = []
+    claimed: dict[Path, str] = {}
+    for key, src in sorted(files):
+        dst = out_dir / Path(key).with_suffix(ext or src.suffix)
+        if dst in claimed:
+            skipped.append(Skipped(key, f"its output {str(dst)!r} is also the output of {claimed[dst]!r}"))
+            continue
+        claimed[dst] = key
+        items.append(Item(key, src, dst))
+    return items, sorted(skipped, key=lambda s: s.key)
+
+
+def _matches(name: str, key: str, patterns: tuple[str, ...]) -> bool:
+    if not patterns:
+        return Path(name).suffix.lower() in VIDEO_EXTENSIONS
+    return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(key, p) for p in patterns)
+
+
+def settings_hash(config: EnhanceConfig, ext: str) -> str:
+    """A hash of every setting that changes an output (not --overwrite, not --report), and of the model file."""
+    from vsr_pipeline import __version__
+
+    data = asdict(replace(config, overwrite=False, report=None))
+    data["ext"] = ext.lower()
+    data["version"] = __version__
+    model = Path(config.model)
+    if model.is_file():
+        st = model.stat()
+        data["model_file"] = [st.st_size, st.st_mtime_ns]
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def work_folder(out_dir: Path, key: str) -> Path:
+    """The segment work folder of input ``key`` inside OUT_DIR's work folder."""
+    return Path(out_dir) / WORK_DIR / "work" / hashlib.sha1(key.encode()).hexdigest()[:16]

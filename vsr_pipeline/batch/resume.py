@@ -1,0 +1,69 @@
+"""``vsrpipe enhance --resume``: one file in durable segments, so that a rerun after a crash finishes it.
+
+The work (manifest and segment files) lives in a hidden folder beside the output,
+``.<output name>.vsrpipe/``, removed when the output is published. The result equals an
+uninterrupted ``enhance`` (see :mod:`vsr_pipeline.batch.segments`).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from vsr_pipeline.batch.manifest import Manifest
+from vsr_pipeline.batch.plan import Item
+from vsr_pipeline.batch.runner import BatchOptions, Driver
+from vsr_pipeline.config import EnhanceConfig
+from vsr_pipeline.errors import ConfigError, DecodeError, InputError, ModelError, OutputError, VsrError
+
+_ERRORS = {3: InputError, 4: OutputError, 5: ModelError, 6: DecodeError, 7: ConfigError}
+
+
+def work_folder_for(dst: Path) -> Path:
+    """The hidden work folder of a resumable run writing ``dst``."""
+    return dst.parent / f".{dst.name}.vsrpipe"
+
+
+def enhance_resumable(src: Path | str, dst: Path | str, config: EnhanceConfig, progress=None, *,
+                      segment_frames: int = 1000):
+    """Upscale ``src`` into ``dst`` like :func:`~vsr_pipeline.pipeline.run_enhance`, resumably -> EnhanceResult.
+
+    ``progress(done, expected)`` as for ``run_enhance``. Raises the same
+    :class:`~vsr_pipeline.errors.VsrError` subclasses; after a failure or a kill the
+    finished segments stay in the work folder for the next ``--resume``.
+    """
+    from vsr_pipeline.batch.jobs import stage_for
+    from vsr_pipeline.io.files import check_paths
+    from vsr_pipeline.io.probe import probe
+    from vsr_pipeline.pipeline import EnhanceResult, write_report
+
+    src, dst = Path(src), Path(dst)
+    if config.start is not None or config.duration is not None:
+        raise ConfigError("--resume works on whole files; drop --start and --duration.")
+    if config.on_error != "stop":
+        raise ConfigError("--resume needs --on-error stop (frames lost to damage would shift the segments).")
+    work = work_folder_for(dst)
+    check_paths(src, dst, overwrite=config.overwrite or work.is_dir())  # an output of ours is judged below
+    if config.report is not None and Path(config.report).resolve() in (src.resolve(), dst.resolve()):
+        raise OutputError(f"--report {str(config.report)!r} would overwrite a video; choose another path.")
+    info = probe(src)
+    stage = stage_for(config.stage)  # model errors before any work is recorded
+    on_progress = (lambda snap: progress(snap.frames_done, snap.frames_total or None)) if progress else None
+    driver = Driver(config, BatchOptions(segment_frames=max(1, segment_frames)), work_for=lambda key: work / "segments",
+                    progress=on_progress, always_segments=True)
+    with Manifest(work) as manifest:
+        batch = driver.run(manifest, [Item(dst.name, src, dst)], [])
+    outcome = batch.outcomes[0]
+    if outcome.status == "failed":
+        raise _ERRORS.get(outcome.exit_code or 1, VsrError)(outcome.reason)
+    shutil.rmtree(work, ignore_errors=True)
+    w, h = info.display_size
+    oh, ow = stage.output_size(h, w)
+    result = EnhanceResult(
+        output=dst, frames=outcome.frames or 0, lost_frames=0, seconds=batch.seconds, input_size=(w, h),
+        output_size=(ow, oh), model=stage.name, device=str(stage.device), adapt=outcome.report,
+    )
+    if config.report is not None:
+        write_report(config.report, result)
+    return result
+

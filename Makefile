@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow test-all bench docs clean
+.PHONY: setup demo test test-slow test-all bench docs clean cli-reference
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 12), f"vsrpipe needs Python >= 3.12, {sys.executable} is {sys.version.split()[0]}"'
@@ -41,3 +41,6 @@ docs: setup
 
 clean:
 	rm -rf $(VENV) out .pytest_cache
+
+cli-reference: setup
+	$(BIN)/python scripts/gen_cli_reference.py

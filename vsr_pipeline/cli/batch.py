@@ -10,12 +10,19 @@ from pathlib import Path
 import click
 
 from vsr_pipeline.cli.common import PROGRESS_MODES
-from vsr_pipeline.cli.enhance import enhance_options
+from vsr_pipeline.cli.enhance import SECTIONS, enhance_options
+from vsr_pipeline.cli.help import SectionedCommand
 
 PROGRESS_EVERY = 10.0  # seconds between progress lines when stderr is not a terminal
 
 
-@click.command()
+BATCH_SECTIONS = {
+    "Folders and engine": ["patterns", "recursive", "jobs", "engine", "address", "ext", "retry_failed", "as_json"],
+    **SECTIONS,
+}
+
+
+@click.command(cls=SectionedCommand, sections=BATCH_SECTIONS)
 @click.argument("in_dir", type=click.Path(path_type=Path, file_okay=False))
 @click.argument("out_dir", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--pattern", "patterns", multiple=True, help="Only files whose name (or path under IN_DIR) matches this glob; repeatable.  [default: every common video extension]")

@@ -10,6 +10,7 @@ from vsr_pipeline.adapt import registry
 from vsr_pipeline.adapt.config import KERNEL_METHODS, OBJECTIVES, OPTIMIZERS
 from vsr_pipeline.adapt.config import default as adapt_default
 from vsr_pipeline.cli.common import PROGRESS_MODES, progress_bar
+from vsr_pipeline.cli.help import SectionedCommand
 from vsr_pipeline.config import EDGES, ON_ERROR, EncodeOptions, EnhanceConfig, RunnerConfig, field_default
 
 _ADAPT_HELP = "Test-time adaptation: " + "; ".join(f"{s.name}: {s.summary}" for s in registry.METHODS.values()) + "."
@@ -17,6 +18,19 @@ _ADAPT_HELP = "Test-time adaptation: " + "; ".join(f"{s.name}: {s.summary}" for 
 
 def _d(cls, name):
     return field_default(cls, name)
+
+
+# `enhance --help` (and `batch --help`) list the options in these sections
+SECTIONS = {
+    "Input and output": ["start", "duration", "on_error", "overwrite", "report", "resume", "segment_frames"],
+    "Model and device": ["scale", "model", "device", "half", "tile", "tile_pad", "batch", "edge", "scene_threshold"],
+    "Adaptation": [
+        "adapt", "degradation", "kernel_method", "adapt_optimizer", "adapt_lr", "patience", "max_steps", "backtrack",
+        "steps_per_frame", "objective", "mc_passes", "save_masks",
+    ],
+    "Encoding": ["backend", "codec", "crf", "preset", "pix_fmt", "encoder_args", "no_audio", "no_subtitles"],
+    "Run control": ["progress_mode", "quiet"],
+}
 
 
 @click.option("--scale", "-s", type=float, default=_d(EnhanceConfig, "scale"), show_default=True, help="Output scale (may differ from the model's native scale).")
@@ -60,7 +74,7 @@ def enhance_options(command):
     return command
 
 
-@click.command()
+@click.command(cls=SectionedCommand, sections=SECTIONS)
 @click.argument("input", type=click.Path(path_type=Path, dir_okay=True))
 @click.argument("output", type=click.Path(path_type=Path, dir_okay=True))
 @enhance_options

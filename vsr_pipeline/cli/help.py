@@ -23,7 +23,8 @@ class SectionedCommand(click.Command):
 
     def grouped_params(self, ctx: click.Context) -> list[tuple[str, list[click.Parameter]]]:
         """[(section title, its options)] in the declared order, then the options not placed."""
-        options = [p for p in self.get_params(ctx) if isinstance(p, click.Option)]
+        help_option = self.get_help_option(ctx)
+        options = [p for p in self.get_params(ctx) if isinstance(p, click.Option) and p is not help_option]
         by_name = {p.name: p for p in options}
         placed: set[str] = set()
         groups = []
@@ -32,6 +33,8 @@ class SectionedCommand(click.Command):
             placed.update(p.name for p in params)
             if params:
                 groups.append((title, params))
+        if help_option is not None and groups:  # --help closes the last section
+            groups[-1][1].append(help_option)
         rest = [p for p in options if p.name not in placed]
         if rest:
             groups.append(("Other options" if groups else "Options", rest))

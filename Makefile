@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow test-all bench docs clean cli-reference
+.PHONY: setup demo test test-slow test-all mutation bench docs clean cli-reference
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 12), f"vsrpipe needs Python >= 3.12, {sys.executable} is {sys.version.split()[0]}"'
@@ -32,6 +32,12 @@ test-slow: setup
 test-all: setup
 	$(BIN)/python -m pytest -m ''
 
+# Mutation testing of the core modules listed under [tool.mutmut] in pyproject.toml (slow:
+# hours on two cores; not part of `make test`). Scores: docs/benchmarks.md#test-strength.
+mutation: setup
+	$(BIN)/mutmut run
+	$(BIN)/mutmut results
+
 bench: setup
 	$(BIN)/python benchmarks/bench_pipeline.py
 
@@ -40,7 +46,7 @@ docs: setup
 	@echo "Documentation: out/site/index.html"
 
 clean:
-	rm -rf $(VENV) out .pytest_cache
+	rm -rf $(VENV) out .pytest_cache mutants .hypothesis
 
 cli-reference: setup
 	$(BIN)/python scripts/gen_cli_reference.py

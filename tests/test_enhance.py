@@ -233,3 +233,56 @@ def test_version_and_models():
     assert r.exit_code == 0 and vsr_pipeline.__version__ in r.output
     r = run_cli("models")
     assert r.exit_code == 0 and "bicubic" in r.output and "vsr-pipeline" in r.output
+
+
+def test_unwritable_output_as_a_non_root_user(tmp_path):
+    """The `os.access` check itself, as an ordinary user (root passes every access check).
+
+    As root the command runs in a subprocess switched to ``nobody`` (uid 65534); where that is
+    impossible the test says so and skips.
+    """
+    import shutil
+    import tempfile
+
+    uid = os.geteuid()
+    if uid == 0:
+        try:
+            import pwd
+
+            uid, gid = pwd.getpwnam("nobody")[2:4]
+        except (ImportError, KeyError):
+            pytest.skip("running as root and there is no 'nobody' user to drop to")
+    else:
+        gid = os.getegid()
+    work = Path(tempfile.mkdtemp(prefix="vsrpipe-nonroot-"))
+    try:
+        work.chmod(0o755)
+        c = make_clip(work / "in.mp4", n=2)
+        c.path.chmod(0o644)
+        ro = work / "ro"
+        ro.mkdir(mode=0o755)  # owned by root: not writable for nobody
+        home = work / "home"
+        home.mkdir()
+        os.chown(home, uid, gid) if os.geteuid() == 0 else None
+        exe = Path(sys.executable).parent / "vsrpipe"
+
+        def drop():
+            if os.geteuid() == 0:
+                os.setgroups([])
+                os.setgid(gid)
+                os.setuid(uid)
+
+        try:
+            proc = subprocess.run([str(exe), "enhance", str(c.path), str(ro / "out.mp4"), "-m", "bicubic", "-s", "2"],
+                                  capture_output=True, text=True, timeout=120, preexec_fn=drop,
+                                  env={**os.environ, "HOME": str(home)}, cwd=work)
+        except (PermissionError, subprocess.SubprocessError) as exc:
+            pytest.skip(f"running as root, and uid {uid} cannot start {exe} ({exc}; e.g. a Python under /root): "
+                        "the non-root os.access check is not exercised here")
+        if "Permission denied" in proc.stderr and "python" in proc.stderr.lower() and proc.returncode != 4:
+            pytest.skip(f"uid {uid} cannot run the virtual environment: {proc.stderr.strip()[:200]}")
+        assert proc.returncode == 4, proc.stderr
+        assert "not writable" in proc.stderr
+        assert sorted(p.name for p in ro.iterdir()) == []
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -106,7 +106,7 @@ def rgb_to_yuv(
         uv = F.avg_pool2d(uv[None], kernel_size=(1 << sy, 1 << sx))[0]
     y_off, y_scale, c_off, c_scale = _levels(spec)
     maxval = (1 << spec.bit_depth) - 1
-    yq = torch.floor(y * y_scale + y_off).clamp_(0, maxval).to(torch.int32)
+    yq = torch.round(y * y_scale + y_off).clamp_(0, maxval).to(torch.int32)
     uvq = torch.round(uv * c_scale + c_off).clamp_(0, maxval).to(torch.int32)
     return yq, uvq[0], uvq[1]
 

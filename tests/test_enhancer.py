@@ -14,7 +14,7 @@ from vsr_pipeline.api import make_config
 from vsr_pipeline.config import RunnerConfig, StageConfig
 from vsr_pipeline.enhancer import Enhancer
 from vsr_pipeline.errors import ConfigError
-from vsr_pipeline.models.vsrnet import VSRNet, VSRNetConfig, save_vsrnet
+from vsr_pipeline.models.vsrnet import VSRNet, VSRNetConfig
 from vsr_pipeline.runner import Runner
 
 from clips import make_clip
@@ -23,13 +23,6 @@ from clips import make_clip
 def tiny_net() -> VSRNet:
     torch.manual_seed(0)
     return VSRNet(VSRNetConfig(scale=2, features=8, blocks=1), name="tiny-x2")
-
-
-@pytest.fixture
-def tiny_weights(tmp_path):
-    path = tmp_path / "tiny-x2.safetensors"
-    save_vsrnet(tiny_net(), path, name="tiny-x2")
-    return path
 
 
 def decoded(path) -> list[np.ndarray]:

@@ -12,21 +12,12 @@ import pytest
 import torch
 import vapoursynth as vs
 
-from vsr_pipeline.models.vsrnet import VSRNet, VSRNetConfig, save_vsrnet
 from vsr_pipeline.vapoursynth import enhance, source
 
 from clips import make_clip, pattern
 
 core = vs.core
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def tiny_weights(tmp_path):
-    torch.manual_seed(0)
-    path = tmp_path / "tiny-x2.safetensors"
-    save_vsrnet(VSRNet(VSRNetConfig(scale=2, features=8, blocks=1)), path, name="tiny-x2")
-    return path
 
 
 def rgb_clip(n: int = 8, size=(48, 32), cut_at: int | None = None) -> vs.VideoNode:

@@ -210,6 +210,9 @@ def test_ctrl_c_exit_130(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "vsr_pipeline.cli", "enhance", str(c.path), str(out), "-s", "4", "--preset", "slow"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # a test runner started in the background of a non-interactive shell has SIGINT ignored, and the
+        # child would inherit that (Python then installs no Ctrl-C handler): give it the default, as a terminal does
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     started, seen = time.time(), None
     while seen is None and time.time() < started + 120 and proc.poll() is None:

@@ -115,3 +115,17 @@ def test_stage_validates_before_any_frame():
         Enhancer(StageConfig(scale=3, adapt=AdaptConfig(method="consistency", degradation="estimate")), model=tiny_net())
     with pytest.raises(ConfigError, match="Invalid degradation spec"):
         Enhancer(StageConfig(scale=2, adapt=AdaptConfig(method="consistency", degradation="gauss:sigma=abc")), model=tiny_net())
+
+
+def test_reset_forgets_the_last_clips_random_access():
+    stage = Enhancer(StageConfig(scale=2, runner=RunnerConfig(device="cpu"), adapt=AdaptConfig(method="online")), model=tiny_net())
+    stage.random_access(lambda i: (torch.zeros(5, 3, 8, 8), 0), lambda i: 0)
+    assert stage.fetch is not None
+    stage.reset()
+    assert stage.fetch is None and stage.adapter.context.scene_start is None
+
+
+def test_momentum_needs_sgd():
+    with pytest.raises(ConfigError, match="--momentum applies only with --adapt-optimizer sgd"):
+        AdaptConfig(method="consistency", momentum=0.9)
+    assert AdaptConfig(method="consistency", optimizer="sgd", momentum=0.9).momentum == 0.9

@@ -115,6 +115,7 @@ class Enhancer:
     def reset(self) -> None:
         """Start a new clip: scene kernels, carried weights and the report start afresh; the model stays loaded."""
         with self._lock:
+            self.random_access(None, None)  # the last clip's frames are not this one's
             if self.adapter is not None:
                 self.adapter.reset()
             if self.kernels is not None:

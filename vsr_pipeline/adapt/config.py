@@ -71,6 +71,8 @@ class AdaptConfig:
                     f"{flag(f.name)} applies only with --adapt {' or '.join(users)}, "
                     f"so it would be ignored with --adapt {self.method}; drop it or choose one of those methods."
                 )
+        if self.momentum and self.optimizer != "sgd":
+            raise ConfigError("--momentum applies only with --adapt-optimizer sgd (Adam has its own); drop it or use sgd.")
         if self.kernel_method != "spectral" and self.degradation.split(",")[0].strip() != "estimate":
             raise ConfigError(
                 "--kernel-method applies only with --degradation estimate, "

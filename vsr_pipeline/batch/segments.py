@@ -29,6 +29,7 @@ the writer thread and the atomic publish are those of ``enhance``.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import heapq
 import logging
 import os
@@ -222,16 +223,17 @@ def join_segments(src: Path, info: VideoInfo, config: EnhanceConfig, files: list
 
     plan = plan_output(dst, info, size, config.encode)
     frames = 0
-    with atomic_output(dst, replace=replace) as tmp:
-        out = av.open(str(tmp), mode="w", format=plan.muxer, container_options=dict(plan.format_options) or None)
-        source = open_input(src) if plan.side_streams else None
-        first = av.open(str(files[0]))
+    with atomic_output(dst, replace=replace) as tmp, contextlib.ExitStack() as opened:
         try:
-            template = first.streams.video[0]
-            vout = out.add_stream_from_template(template)
-            vout.time_base = template.time_base
+            out = opened.enter_context(
+                av.open(str(tmp), mode="w", format=plan.muxer, container_options=dict(plan.format_options) or None)
+            )
+            source = opened.enter_context(open_input(src)) if plan.side_streams else None
+            with av.open(str(files[0])) as first:
+                template = first.streams.video[0]
+                vout = out.add_stream_from_template(template)
+                vout.time_base = template.time_base
             side = {i: out.add_stream_from_template(source.streams[i]) for i in plan.side_streams}
-            first.close()
             half = max(1, (info.frame_count or 2) // 2)
             video = _video_packets(files)
             extra = _side_packets(source, plan.side_streams) if source is not None else iter(())
@@ -242,14 +244,9 @@ def join_segments(src: Path, info: VideoInfo, config: EnhanceConfig, files: list
                     frames += 1
                     if frames == half:
                         fault("join")
-            out.close()
         except av.error.FFmpegError as exc:
-            out.close()
             raise OutputError(f"Joining the segments of {str(dst)!r} failed ({exc}).") from exc
-        finally:
-            first.close()
-            if source is not None:
-                source.close()
+        opened.close()  # every container closed (the output's trailer written) before the fsync
         fsync_file(tmp)
     fsync_file(dst.parent)
     return frames

@@ -39,7 +39,7 @@ SECTIONS = {
 @click.option("--duration", "-t", type=float, default=None, help="Length of the section to process (seconds).")
 @click.option("--device", default=_d(RunnerConfig, "device"), show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--half", is_flag=True, help="fp16 inference (CUDA only); adaptation steps stay fp32.")
-@click.option("--tile", type=int, default=_d(RunnerConfig, "tile"), show_default=True, help="Process frames in LR tiles of this size (0 = whole frames); works with every --adapt method (the output pass is tiled).")
+@click.option("--tile", type=int, default=_d(RunnerConfig, "tile"), show_default=True, help="Process frames in LR tiles of this size (0 = whole frames). With --adapt the output pass is tiled; the adaptation steps still use whole frames or crops.")
 @click.option("--tile-pad", type=int, default=_d(RunnerConfig, "tile_pad"), show_default=True, help="LR context pixels around each tile (with --tile).")
 @click.option("--batch", type=int, default=_d(RunnerConfig, "batch"), show_default=True, help="Windows per forward pass.")
 @click.option("--edge", type=click.Choice(EDGES), default=_d(EnhanceConfig, "edge"), show_default=True, help="How windows are filled at clip edges and scene cuts.")

@@ -24,6 +24,7 @@ from typing import Callable, Iterable, Iterator
 import torch
 
 from vsr_pipeline.config import EncodeOptions
+from vsr_pipeline.errors import InputError
 from vsr_pipeline.io.probe import VideoInfo
 from vsr_pipeline.io.reader import Frame, VideoReader
 from vsr_pipeline.io.writer import VideoWriter
@@ -81,8 +82,9 @@ def transcode(
         progress(0, expected)  # the total is known before the first frame
     sink = _WriterThread(writer)
     done = 0
+    frames = transform(reader)
     try:
-        for frame, rgb in transform(reader):
+        for frame, rgb in frames:
             if writer.tmp is None:
                 # opened at the first frame: a section starts at its first frame's time, which
                 # the ffmpeg backend needs to cut the side streams it takes from the source
@@ -91,10 +93,16 @@ def transcode(
             done += 1
             if progress is not None:
                 progress(done, expected)
+        if writer.tmp is None:  # the writer opens at the first frame: none came
+            raise InputError(f"Input file {str(src)!r} gave no frames to write (in the section asked for, if any).")
         sink.finish(reader.trailing_packets)
     except BaseException:
         sink.abort()
         raise
+    finally:
+        if hasattr(frames, "close"):
+            frames.close()  # stops the transform's generators (and with them the reader's decode thread)
+        reader.close()
     if reader.stats.lost:
         log.warning("%d frame(s) of %s were lost to damage and skipped", reader.stats.lost, src)
     return TranscodeStats(frames=done, lost=reader.stats.lost, codec=writer.plan.codec, pix_fmt=writer.plan.pix_fmt)

@@ -164,7 +164,7 @@ class _FrameServer:
             if i not in tensors:
                 if i not in rgb:
                     raise fail(f"internal: frame {i} was needed for frame {n} but not requested; please report it.")
-                tensors[i] = torch.from_numpy(np.stack([np.asarray(rgb[i][p]) for p in range(3)]).copy())  # (3, H, W)
+                tensors[i] = torch.from_numpy(np.stack([np.asarray(rgb[i][p]) for p in range(3)]))  # (3, H, W), a new array
             return tensors[i]
 
         def window(i: int) -> tuple[torch.Tensor, int]:
@@ -230,7 +230,7 @@ def _analyse(stage, rgb: vs.VideoNode, original: vs.VideoNode, edge: str, thresh
     prev = None
     source = zip(rgb.frames(), original.frames()) if use_props else ((f, None) for f in rgb.frames())
     for i, (frame, orig) in enumerate(source):
-        cur = torch.from_numpy(np.stack([np.asarray(frame[p]) for p in range(3)]).copy())
+        cur = torch.from_numpy(np.stack([np.asarray(frame[p]) for p in range(3)]))
         cut = False
         if i > 0:
             if use_props:

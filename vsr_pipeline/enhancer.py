@@ -102,11 +102,22 @@ class Enhancer:
         """The stage's lock: hold it to make several calls one step (e.g. hand over frames, then process)."""
         return self._lock
 
-    def replay_range(self, index: int, scene: int) -> range:
-        """The earlier frames the stage would re-adapt to serve frame ``index`` now (empty unless online and out of order)."""
+    def replay_range(self, index: int, scene: int, *, hold: bool = False) -> range:
+        """The earlier frames the stage would re-adapt to serve frame ``index`` now (empty unless online and out of order).
+
+        ``hold=True`` keeps the state that range starts from until :meth:`release` (``index``),
+        so that exactly those frames are enough when the request is answered later.
+        """
         method = self.adapter.method if self.adapter is not None else None
         with self._lock:
-            return method.replay_range(index, scene) if hasattr(method, "replay_range") else range(index, index)
+            return method.replay_range(index, scene, hold=hold) if hasattr(method, "replay_range") else range(index, index)
+
+    def release(self, index: int) -> None:
+        """Let go of what :meth:`replay_range` held for ``index``."""
+        method = self.adapter.method if self.adapter is not None else None
+        with self._lock:
+            if hasattr(method, "release"):
+                method.release(index)
 
     def report(self) -> dict | None:
         """The adaptation report so far (totals and per-frame records), None without adaptation."""

@@ -128,3 +128,40 @@ def test_adapter_online_report(tmp_path):
     assert rep["totals"]["frames"] == 7 and rep["totals"]["steps"] == 7
     adapter.report.write_json(tmp_path / "run.json")
     assert (tmp_path / "run.json").read_text().startswith("{")
+
+
+def test_a_held_state_survives_other_requests(monkeypatch):
+    """A planned request keeps the state its replay range starts from, even when other work would evict it."""
+    import vsr_pipeline.adapt.online as online
+
+    monkeypatch.setattr(online, "MAX_SNAPSHOTS", 2)
+    lr, scenes = clip()
+    wins = windows_of(lr, scenes)
+    cfg = AdaptConfig(method="online", steps_per_frame=1, crop=16, snapshot_every=1)
+    asked = []
+
+    def fetch(i):
+        asked.append(i)
+        return wins[i], scenes[i]
+
+    ref = make(fetch, cfg)
+    want = [ref.frame(wins[i], i, scenes[i]).output for i in range(4)]
+    for hold in (True, False):
+        adapter = make(fetch, cfg)
+        adapter.scene_start = lambda i: 0  # one scene here: frames 0..3 share it
+        for i in range(3):
+            adapter.frame(wins[i], i, 0)
+        planned = adapter.replay_range(3, 0, hold=hold)
+        assert len(planned) == 0  # in order: nothing to replay
+        adapter.live = None  # another request moved the live state away ...
+        adapter._snapshot((99, 0))  # ... and filled the snapshot store
+        adapter._snapshot((99, 1))
+        asked.clear()
+        got = adapter.frame(wins[3], 3, 0).output
+        if hold:
+            assert asked == [] and torch.equal(got, want[3])  # served from the held state, no replay
+            adapter.release(3)
+            assert adapter._pins == {}
+        else:
+            assert asked == [0, 1, 2]  # without the hold the state was evicted: a full replay
+            assert torch.equal(got, want[3])

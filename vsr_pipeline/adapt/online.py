@@ -101,6 +101,8 @@ class OnlineAdapter:
     ) -> None:
         self.forward = forward
         self.scene_start: Callable[[int], int] | None = None  # frame -> first frame of its scene, when the driver knows
+        self._pins: dict[tuple[int, int], int] = {}  # snapshots held for planned requests (not evicted)
+        self._held: dict[int, list[tuple[int, int]]] = {}  # request index -> the snapshots it holds
         self.trained = model
         self.scale = scale
         self.config = config
@@ -122,6 +124,8 @@ class OnlineAdapter:
         self.snapshots.clear()
         self.starts.clear()
         self._degradations.clear()
+        self._pins.clear()
+        self._held.clear()
 
     def _optimizer(self) -> torch.optim.Optimizer:
         return make_optimizer(self.net, self.config.optimizer, self.config.learning_rate, self.config.momentum)
@@ -142,7 +146,10 @@ class OnlineAdapter:
         optim = _clone_state(self.opt.state_dict())
         self.snapshots[key] = (weights, optim)
         while len(self.snapshots) > MAX_SNAPSHOTS:
-            self.snapshots.popitem(last=False)
+            oldest = next((k for k in self.snapshots if not self._pins.get(k)), None)
+            if oldest is None:
+                break  # every kept snapshot is held by a planned request
+            del self.snapshots[oldest]
 
     def degradation(self, scene: int, window: torch.Tensor) -> Degradation:
         """A' of ``scene`` (asked for once, then cached)."""
@@ -236,10 +243,33 @@ class OnlineAdapter:
             )
         return start, self._base(scene, start, index)
 
-    def replay_range(self, index: int, scene: int) -> range:
-        """The earlier frames :meth:`frame` would re-adapt to serve ``index`` now (empty in order)."""
+    def replay_range(self, index: int, scene: int, *, hold: bool = False) -> range:
+        """The earlier frames :meth:`frame` would re-adapt to serve ``index`` now (empty in order).
+
+        ``hold=True`` keeps the state the range starts from until :meth:`release` (``index``),
+        so that a driver that fetches exactly these frames for a later request (VapourSynth)
+        finds them enough even if other requests run meanwhile.
+        """
         start, base = self._chain(index, scene)
+        if hold and base is not None:
+            key = (scene, base)
+            if key not in self.snapshots and self.live == key:
+                self._snapshot(key)  # the live state moves on: keep a copy to come back to
+            self._pins[key] = self._pins.get(key, 0) + 1
+            self._held.setdefault(index, []).append(key)
         return range(start if base is None else base + 1, index)
+
+    def release(self, index: int) -> None:
+        """Let go of a state held for ``index`` by :meth:`replay_range`."""
+        keys = self._held.get(index)
+        if not keys:
+            return
+        key = keys.pop()
+        if not keys:
+            del self._held[index]
+        self._pins[key] -= 1
+        if not self._pins[key]:
+            del self._pins[key]
 
     def frame(self, window: torch.Tensor, index: int, scene: int) -> OnlineFrame:
         """Adapt on frame ``index`` (window (T, C, H, W), scene id ``scene``) and upscale it -> :class:`OnlineFrame`."""
@@ -296,11 +326,15 @@ class Method:
         """A new clip: chains, snapshots and scene kernels are forgotten."""
         self.online.forget()
 
-    def replay_range(self, index: int, scene: int) -> range:
+    def replay_range(self, index: int, scene: int, *, hold: bool = False) -> range:
         """Earlier frames that serving ``index`` now would re-adapt (see :meth:`OnlineAdapter.replay_range`)."""
         self.online.fetch = self.ctx.fetch
         self.online.scene_start = self.ctx.scene_start
-        return self.online.replay_range(index, scene)
+        return self.online.replay_range(index, scene, hold=hold)
+
+    def release(self, index: int) -> None:
+        """Let go of what :meth:`replay_range` held for ``index``."""
+        self.online.release(index)
 
     def frame(self, window: torch.Tensor, index: int, scene: int) -> MethodResult:
         """Carry the weights on to frame ``index`` (window (1, T, C, H, W)) and upscale it."""

@@ -141,16 +141,24 @@ class _FrameServer:
             self._shifted[k] = node
         return self._shifted[k]
 
-    def node(self, offsets: range) -> vs.VideoNode:
+    def node(self, offsets: range, release: bool = False) -> vs.VideoNode:
         """A ModifyFrame whose frame n is the output of frame n, given the RGB frames n + k for k in ``offsets``."""
         inputs = [self.blank, self.original, *(self.shifted(k) for k in offsets)]
-        return core.std.ModifyFrame(self.blank, inputs, lambda n, f: self._answer(n, f, offsets))
+
+        def answer(n: int, f: list) -> vs.VideoFrame:
+            try:
+                return self._answer(n, f, offsets)
+            finally:
+                if release:
+                    self.stage.release(n)
+
+        return core.std.ModifyFrame(self.blank, inputs, answer)
 
     def node_for(self, n: int) -> vs.VideoNode:
         """FrameEval (online adaptation): a node over the frames frame n needs now (its window and any replay)."""
-        need = self.stage.replay_range(n, self.scene_of(n))
+        need = self.stage.replay_range(n, self.scene_of(n), hold=True)  # released once n is answered
         first = need.start if len(need) else n
-        return self.node(range(first - RADIUS - n, RADIUS + 1))
+        return self.node(range(first - RADIUS - n, RADIUS + 1), release=True)
 
     def _answer(self, n: int, f: list, offsets: range) -> vs.VideoFrame:
         """f = [output template, original frame n (its props), RGB frames n + k for k in offsets]."""

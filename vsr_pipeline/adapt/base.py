@@ -48,17 +48,21 @@ class Context:
         with torch.no_grad():
             return torch.nan_to_num(upscale(net, windows, out_hw), nan=0.0).clamp(0, 1)
 
-    def tuned_output(self, result, net: nn.Module, windows: torch.Tensor) -> torch.Tensor:
-        """The output of Algorithm 1's best weights: its own last pass, or the output pass run on them.
+    def tuned_output(self, result, net: nn.Module, windows: torch.Tensor, out_hw: tuple[int, int]) -> torch.Tensor:
+        """The output of Algorithm 1's best weights: the objective's own pass when it made one, else the output pass.
 
-        ``result`` is a :class:`~vsr_pipeline.adapt.finetune.FinetuneResult` of ``net``.
+        ``result`` is a :class:`~vsr_pipeline.adapt.finetune.FinetuneResult` of ``net``; after a
+        divergence the trained weights' output is returned.
         """
-        if self.forward is None or result.diverged or result.state is None:
-            if result.diverged and self.forward is not None:
-                return self.forward(self.model, windows)
+        own = result.output is not None and result.output.numel() > 0
+        if result.diverged or result.state is None:
+            if own and self.forward is None:
+                return torch.nan_to_num(result.output, nan=0.0).clamp(0, 1)
+            return self.output(self.model, windows, out_hw)
+        if own and self.forward is None:
             return torch.nan_to_num(result.output, nan=0.0).clamp(0, 1)
         net.load_state_dict(result.state)
-        return self.forward(net, windows)
+        return self.output(net, windows, out_hw)
 
 
 @dataclass

@@ -71,7 +71,7 @@ def make_optimizer(net: nn.Module, name: str, lr: float, momentum: float = 0.0) 
 class FinetuneResult:
     """What one run of Algorithm 1 produced."""
 
-    output: torch.Tensor  # (B, C, oH, oW) output of the best weights (or the trained ones after divergence), detached
+    output: torch.Tensor | None  # (B, C, oH, oW) best weights' output (trained ones after divergence), detached; None if the objective gives none
     losses: list[float] = field(default_factory=list)  # loss before each update; losses[0] is the trained weights'
     steps: int = 0  # SGD updates made
     best_step: int = 0  # index into losses of the returned output
@@ -132,8 +132,8 @@ def finetune(
             out, loss = objective(net)  # (B, C, oH, oW), ()
         value = float(loss.detach())
         if first is None:
-            first = out.detach()
-        if not math.isfinite(value) or not torch.isfinite(out).all():
+            first = None if out is None else out.detach()
+        if not math.isfinite(value) or (out is not None and not torch.isfinite(out).all()):
             if backtrack and at_best is not None and bad + 1 < patience and step < max_steps:
                 log.info("adaptation step %d gave a non-finite loss; backtracking", step)
                 value = math.inf  # a miss like any other: undo it and retry with a smaller step
@@ -146,7 +146,7 @@ def finetune(
         improved = value < best
         if improved:
             best, bad = value, 0
-            result.output, result.best_step = out.detach(), step
+            result.output, result.best_step = (None if out is None else out.detach()), step
             result.state = {k: v.detach().clone() for k, v in net.state_dict().items()}
         else:
             bad += 1
@@ -211,6 +211,6 @@ class FinetuneMethod:
             patience=cfg.patience, max_steps=cfg.max_steps, optimizer=cfg.optimizer, backtrack=cfg.backtrack,
         )
         t0 = time.perf_counter()
-        record = finetune_record(result, ctx.tuned_output(result, net, window))
+        record = finetune_record(result, ctx.tuned_output(result, net, window, out_hw))
         record.infer_seconds = time.perf_counter() - t0 if ctx.forward is not None else 0.0
         return record

@@ -55,5 +55,5 @@ class Method(FinetuneMethod):
     """``--adapt internal``: Algorithm 1 per frame on the internal (ZSSR-style) objective alone."""
 
     def objective(self, window: torch.Tensor, degradation: Degradation, out_hw: tuple[int, int]) -> Objective:
-        """The DoG loss between f(A' y) and y (the output comes with it)."""
-        return internal_objective(window, degradation, out_hw, self.dog)
+        """The DoG loss between f(A' y) and y; the output pass runs once, on the best weights, afterwards."""
+        return internal_objective(window, degradation, out_hw, self.dog, with_output=False)

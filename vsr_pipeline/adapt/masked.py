@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vsr_pipeline.adapt.base import Context, MethodResult, trainable_copy, upscale
+from vsr_pipeline.adapt.dropout import with_mc_dropout
 from vsr_pipeline.adapt.finetune import FinetuneResult, check_degradation, finetune, finetune_record
 from vsr_pipeline.adapt.uncertainty import artifact_mask, check_dropout, save_mask_images, variance_map
 from vsr_pipeline.degrade.operator import Degradation
@@ -68,6 +69,7 @@ def adapt_masked(
     loss: str = "residual",
     backtrack: float = 0.0,
     forward: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
+    dropout_net: nn.Module | None = None,
 ) -> MaskedResult:
     """Sec. VI on windows (B, T, C, H, W): variance map, mask, Eq. 3 fine-tuning of a copy, Eq. 4 blend.
 
@@ -76,10 +78,11 @@ def adapt_masked(
     ConfigError when ``model`` cannot host MC-dropout or ``degradation`` does not fit the
     scale. The caller's model is not modified.
     """
-    check_dropout(model)
+    if dropout_net is None:
+        check_dropout(model)
     out_hw = check_degradation(degradation, tuple(windows.shape[-2:]), scale)
     y = windows[:, windows.shape[1] // 2]  # (B, C, H, W)
-    variance = variance_map(model, windows, out_hw, passes=passes, p=p, seed=seed)  # (B, 1, oH, oW)
+    variance = variance_map(model, windows, out_hw, passes=passes, p=p, seed=seed, dropout_net=dropout_net)  # (B, 1, oH, oW)
     mask = artifact_mask(variance, median)  # (B, 1, oH, oW)
     mask_d = degradation(mask)  # (B, 1, H, W) M_d
 
@@ -118,6 +121,7 @@ class Method:
     def __init__(self, context: Context) -> None:
         check_dropout(context.model)
         self.ctx = context
+        self.dropout_net = with_mc_dropout(context.model, context.config.mc_dropout)  # made once, not per frame
 
     def reset(self) -> None:
         """Nothing is carried from frame to frame."""
@@ -130,7 +134,7 @@ class Method:
             ctx.model, window, deg, ctx.scale, passes=cfg.mc_passes, p=cfg.mc_dropout, median=cfg.median,
             seed=cfg.seed + index, lr=cfg.learning_rate, momentum=cfg.momentum, patience=cfg.patience,
             max_steps=cfg.max_steps, optimizer=cfg.optimizer, loss=cfg.mask_loss, backtrack=cfg.backtrack,
-            forward=ctx.forward,
+            forward=ctx.forward, dropout_net=self.dropout_net,
         )
         if cfg.save_masks:
             save_mask_images(cfg.save_masks, index, m.variance[0], m.mask[0])

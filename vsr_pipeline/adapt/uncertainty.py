@@ -34,15 +34,19 @@ def check_dropout(model: nn.Module) -> None:
 
 @torch.no_grad()
 def variance_map(
-    model: nn.Module, windows: torch.Tensor, out_hw: tuple[int, int], *, passes: int = 50, p: float = 0.0005, seed: int = 0
+    model: nn.Module, windows: torch.Tensor, out_hw: tuple[int, int], *, passes: int = 50, p: float = 0.0005, seed: int = 0,
+    dropout_net: nn.Module | None = None,
 ) -> torch.Tensor:
     """Per-pixel variance over ``passes`` stochastic forward passes: (B, T, C, H, W) -> V (B, 1, oH, oW).
 
     The variance is taken per channel (unbiased, over passes) and averaged over channels.
-    ``model`` is not modified (a copy hosts the dropout); the passes are seeded.
+    ``model`` is not modified (a copy hosts the dropout; ``dropout_net``, made once by
+    :func:`~vsr_pipeline.adapt.dropout.with_mc_dropout` with rate ``p``, saves making it per
+    call); the passes are seeded.
     """
-    check_dropout(model)
-    net = with_mc_dropout(model, p)
+    if dropout_net is None:
+        check_dropout(model)
+    net = dropout_net if dropout_net is not None else with_mc_dropout(model, p)
     gen_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:

@@ -72,3 +72,24 @@ def test_masked_needs_a_model_with_dropout():
         Adapter(Bicubic(2), 2, AdaptConfig(optimizer="sgd", method="masked"))
     with pytest.raises(ConfigError, match="at least 2"):
         AdaptConfig(optimizer="sgd", method="masked", mc_passes=1)
+
+
+def test_eq4_blend_is_exact_outside_and_changes_inside_the_mask():
+    """Outside M the output is the trained network's, bit for bit; inside it is the tuned copy's, which moved."""
+    from vsr_pipeline.adapt.base import trainable_copy
+
+    net, w = tiny_net(2), lr_windows()
+    r = adapt_masked(net, w, parse_degradation("bicubic", 2), 2, passes=6, p=0.05, lr=0.5, max_steps=3)
+    assert r.tune.best_step > 0 and not r.tune.diverged  # the fine-tuning did improve the loss
+    with torch.no_grad():
+        trained = upscale(net, w, (24, 24))
+        tuned_net = trainable_copy(net)
+        tuned_net.load_state_dict(r.tune.state)
+        tuned = upscale(tuned_net.eval(), w, (24, 24))  # the best weights, rebuilt here
+    inside = (r.mask == 1).expand_as(trained)
+    outside = ~inside
+    assert 0 < inside.float().mean() < 1
+    assert torch.equal(r.output[outside], trained[outside])  # Eq. 4: (1 − M) · f_ψ̃(y), exactly
+    assert torch.allclose(r.output[inside], tuned[inside], atol=1e-6)  # M · f_ψ̂(y)
+    changed = (r.output[inside] - trained[inside]).abs() > 1e-6
+    assert changed.float().mean() > 0.9  # adaptation ran: the masked pixels moved

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from vsr_pipeline.cli.common import PROGRESS_MODES
+from vsr_pipeline.cli.progress import _clock
 from vsr_pipeline.cli.enhance import SECTIONS, enhance_options
 from vsr_pipeline.cli.help import SectionedCommand
 
@@ -126,9 +127,3 @@ class _progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-
-
-def _clock(seconds: float) -> str:
-    m, s = divmod(int(round(seconds)), 60)
-    h, m = divmod(m, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"

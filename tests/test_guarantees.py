@@ -2,8 +2,8 @@
 
 Already covered elsewhere (not repeated here): ``--encoder-args`` reaching x264
 (tests/io/test_writer_options.py), output == input by the same path (tests/test_enhance.py),
-``--start`` with the ffmpeg backend and copied audio (a strict xfail in
-tests/io/test_section_and_tags.py: still a known issue).
+``--start``/``--duration`` with the ffmpeg backend and copied audio and subtitles
+(tests/io/test_section_and_tags.py).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import tempfile
 from pathlib import Path
 
 import av
@@ -24,15 +25,7 @@ def first_times(path: Path) -> dict:
     return {"video": video, "audio": audio}
 
 
-@pytest.mark.parametrize(
-    "backend",
-    [
-        "pyav",
-        pytest.param("ffmpeg", marks=pytest.mark.xfail(
-            reason="known: ffmpeg's input -ss with stream-copied audio shifts the piped video by the seek time "
-            "(before issue 14 too); the side streams would have to travel through the NUT pipe", strict=True)),
-    ],
-)
+@pytest.mark.parametrize("backend", ["pyav", "ffmpeg"])
 def test_section_starts_at_zero(tmp_path, backend):
     c = make_clip(tmp_path / "in.mkv", n=100, audio=True)  # 25 fps: frames at 2.00, 2.04, ...
     out = tmp_path / "out.mkv"
@@ -76,3 +69,48 @@ def test_audio_language_tag_kept(tmp_path, ext, backend):
     assert meta.get("language") == "fra", meta
     if ext == ".mkv":
         assert meta.get("title") == "Narration", meta
+
+
+def side_packets(path: Path) -> list[tuple[str, float, bytes]]:
+    with av.open(str(path)) as c:
+        streams = [s for s in c.streams if s.type in ("audio", "subtitle")]
+        # per stream in time order; b"\0\0" is an empty mov_text cue (a gap filler mp4 muxers add)
+        return sorted((p.stream.type, round(float(p.pts * p.time_base), 6), bytes(p)) for p in c.demux(streams)
+                      if p.size and p.pts is not None and bytes(p) != b"\0\0")
+
+
+@pytest.mark.parametrize("ext", [".mkv", ".mp4"])
+def test_ffmpeg_backend_cuts_side_streams_like_the_reader(tmp_path, ext):
+    """Issue 14 item 12 / issue 18 item 3: with --start/--duration the ffmpeg backend's audio
+    and subtitles are the same packets at the same times as the in-process backend's, and its
+    temporary copy of them is gone afterwards."""
+    c = make_clip(tmp_path / f"in{ext}", n=100, audio=True, subtitles=True)
+    outs = {}
+    before = set(Path(tempfile.gettempdir()).glob("vsrpipe-side-*"))
+    for backend in ("pyav", "ffmpeg"):
+        outs[backend] = out = tmp_path / f"out-{backend}{ext}"
+        r = CliRunner().invoke(main, ["enhance", str(c.path), str(out), "-s", "1", "-m", "bicubic", "--start", "1.3",
+                                      "--duration", "1.5", "--backend", backend])
+        assert r.exit_code == 0, r.output
+    assert set(Path(tempfile.gettempdir()).glob("vsrpipe-side-*")) == before
+    want, got = side_packets(outs["pyav"]), side_packets(outs["ffmpeg"])
+    kinds = {k for k, _, _ in want}
+    assert kinds == {"audio", "subtitle"}, kinds
+    assert 0 <= min(t for _, t, _ in want) < 0.05 and max(t for _, t, _ in want) < 1.5
+    assert got == want
+    assert first_times(outs["ffmpeg"])["video"] == first_times(outs["pyav"])["video"]
+
+
+def test_ffmpeg_side_cut_removed_when_the_run_fails(tmp_path, monkeypatch):
+    from vsr_pipeline.io import writer
+
+    made = []
+    real = writer.cut_side_streams
+    monkeypatch.setattr(writer, "cut_side_streams", lambda *a: made.append(real(*a)) or made[-1])
+    c = make_clip(tmp_path / "in.mkv", n=50, audio=True)
+    out = tmp_path / "out.mkv"
+    r = CliRunner().invoke(main, ["enhance", str(c.path), str(out), "-s", "1", "-m", "bicubic", "--start", "1",
+                                  "--backend", "ffmpeg", "--encoder-args", "-preset nonsense"])
+    assert r.exit_code == 4, r.output
+    assert made and not made[0].exists()
+    assert not out.exists()

@@ -17,12 +17,16 @@ Both backends give the same guarantees:
 * stream metadata of the copied audio/subtitle streams (language, title) is kept.
 
 The ``ffmpeg`` backend receives the frames as raw video inside a NUT stream on its stdin,
-which keeps exact timestamps, and takes the audio/subtitle streams from the input file.
+which keeps exact timestamps, and takes the audio/subtitle streams from the input file —
+for a section (``--start``/``--duration``) from a copy of them cut exactly as the reader
+cuts (:func:`cut_side_streams`), since ffmpeg's own ``-ss`` on stream-copied audio starts at
+an earlier keyframe and shifts the whole output.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import subprocess
 import tempfile
@@ -281,15 +285,18 @@ class _FFmpegSink:
         if info.color_trc in _TRC_NAMES:
             params["color_trc"] = _TRC_NAMES[info.color_trc]
         streams = [video["v:0"].filter("setparams", **params)]
+        self.side_file: Path | None = None
         if plan.side_streams:
-            start, duration = section
-            kw = {}
-            if start:
-                kw["ss"] = f"{start:.6f}"
-            if duration is not None:
-                kw["t"] = f"{duration:.6f}"
-            source = ffmpeg.input(f"file:{info.path.resolve()}", **kw)
-            streams += [source[str(i)] for i in plan.side_streams]
+            side_path, indices, kw = info.path.resolve(), plan.side_streams, {}
+            if section != (0.0, None):
+                self.side_file = side_path = cut_side_streams(info.path, plan.side_streams, section)
+                indices = tuple(range(len(plan.side_streams)))
+                # ffmpeg moves each input to start at 0; the cut starts at its first packet's time
+                start_us = _start_time_us(side_path)
+                if start_us:
+                    kw["itsoffset"] = f"{start_us / 1e6:.6f}"
+            source = ffmpeg.input(f"file:{side_path}", **kw)
+            streams += [source[str(i)] for i in indices]
         out_kw: dict[str, str] = {
             "vcodec": plan.codec,
             "pix_fmt": plan.pix_fmt,
@@ -310,6 +317,7 @@ class _FFmpegSink:
         try:
             self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self.stderr)
         except OSError as exc:
+            self._remove_side_file()
             raise OutputError(f"Cannot run ffmpeg at {exe!r} ({exc.strerror}).") from exc
         self.container = av.open(self.proc.stdin, mode="w", format="nut")
         stream = self.container.add_stream("rawvideo", rate=info.fps or Fraction(25))
@@ -353,6 +361,7 @@ class _FFmpegSink:
         if self.proc.wait() != 0:
             raise self._fail()
         self.stderr.close()
+        self._remove_side_file()
 
     def abort(self) -> None:
         try:
@@ -366,3 +375,58 @@ class _FFmpegSink:
         self.proc.kill()
         self.proc.wait()
         self.stderr.close()
+        self._remove_side_file()
+
+    def _remove_side_file(self) -> None:
+        if self.side_file is not None:
+            self.side_file.unlink(missing_ok=True)
+            self.side_file = None
+
+
+def cut_side_streams(src: Path, indices: tuple[int, ...], section: tuple[float, float | None]) -> Path:
+    """Copy the side streams ``indices`` of ``src`` within ``section`` to a temporary file.
+
+    ``section`` is the reader's (first frame's time, remaining duration): packets before it
+    or at/after its end are dropped and the rest shifted back by its start, exactly as
+    :class:`~vsr_pipeline.io.reader.VideoReader` does for the in-process backend. The copy
+    keeps the input's container format (Matroska where that format cannot be written) and
+    lives in the system's temporary folder; the caller deletes it.
+    """
+    begin, duration = section
+    end = begin + duration if duration is not None else None
+    fd, name = tempfile.mkstemp(prefix="vsrpipe-side-", suffix=src.suffix or ".mkv")
+    os.close(fd)
+    dst = Path(name)
+    try:
+        with open_input(src) as source:
+            try:
+                out = av.open(str(dst), mode="w")
+            except (av.error.FFmpegError, ValueError):
+                out = av.open(str(dst), mode="w", format="matroska")
+            with out:
+                streams = {}
+                for i in indices:
+                    streams[i] = s = out.add_stream_from_template(source.streams[i])
+                    s.metadata.update(stream_metadata(source.streams[i]))
+                for packet in source.demux([source.streams[i] for i in indices]):
+                    if packet.pts is None or packet.size == 0:
+                        continue
+                    t = float(packet.pts * packet.time_base)
+                    if t < begin - 1e-6 or (end is not None and t >= end):
+                        continue
+                    shift = int(round(begin / packet.time_base))
+                    packet.pts -= shift
+                    if packet.dts is not None:
+                        packet.dts -= shift
+                    packet.stream = streams[packet.stream.index]
+                    out.mux(packet)
+    except BaseException:
+        dst.unlink(missing_ok=True)
+        raise
+    return dst
+
+
+def _start_time_us(path: Path) -> int:
+    """The start time libavformat (and so ffmpeg) gives ``path``, in microseconds."""
+    with av.open(str(path)) as c:
+        return c.start_time or 0

@@ -115,7 +115,7 @@ def test_divergence_falls_back_to_the_trained_output_and_warns(caplog):
 def test_adapter_never_outputs_nan_after_divergence(caplog):
     hr = hr_clip()
     lr = parse_degradation("bicubic", 2)(hr)
-    adapter = Adapter(tiny_net(2), 2, AdaptConfig(optimizer="sgd", method="consistency", lr=1e6, max_steps=5))  # blows up
+    adapter = Adapter(tiny_net(2), 2, AdaptConfig(optimizer="sgd", method="consistency", lr=1e6, max_steps=5, guard=0.0, lr_search=False))  # blows up
     with caplog.at_level(logging.WARNING):
         out = adapter.process(lr[None], [0], [0])
     assert torch.isfinite(out).all() and out.shape == (1, 3, 32, 32)

@@ -149,7 +149,7 @@ class Adapter:
             FrameRecord(
                 index=index, scene=scene, loss_before=r.loss_before, loss_after=r.loss_after, steps=r.steps,
                 adapt_seconds=seconds - r.infer_seconds, infer_seconds=r.infer_seconds, fallback=r.fallback,
-                mask_fraction=r.mask_fraction, replayed=r.replayed, unchanged=r.unchanged,
+                mask_fraction=r.mask_fraction, replayed=r.replayed, unchanged=r.unchanged, guarded=r.guarded, lr=r.lr,
             )
         )
         return r.output

@@ -23,6 +23,7 @@ from torch import nn
 from vsr_pipeline.adapt.config import AdaptConfig
 from vsr_pipeline.degrade.operator import Degradation
 from vsr_pipeline.degrade.resize import imresize
+from vsr_pipeline.errors import ConfigError
 
 Objective = Callable[[nn.Module], tuple[torch.Tensor, torch.Tensor]]  # net -> (output (B, C, oH, oW), scalar loss)
 Fetch = Callable[[int], tuple[torch.Tensor, int]]  # frame index -> (window (T, C, H, W), scene id)
@@ -78,6 +79,17 @@ class MethodResult:
     unchanged: bool = False  # the output is the trained weights' own (no step lowered the loss)
     mask_fraction: float | None = None  # masked: fraction of output pixels in the mask
     replayed: int = 0  # online: earlier frames re-adapted for an out-of-order request
+    guarded: bool = False  # the probe's guard kept the trained weights (held-out crops did not improve)
+    lr: float | None = None  # the learning rate used (the probe's choice, or the configured one); None: no steps
+
+
+def make_optimizer(net: nn.Module, name: str, lr: float, momentum: float = 0.0) -> torch.optim.Optimizer:
+    """SGD (Lucas et al.) or Adam (Goyal's online runs) over ``net``'s parameters."""
+    if name == "sgd":
+        return torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum)
+    if name == "adam":
+        return torch.optim.Adam(net.parameters(), lr=lr)
+    raise ConfigError(f"Unknown optimizer '{name}'; use sgd or adam.")
 
 
 def trainable_copy(model: nn.Module) -> nn.Module:

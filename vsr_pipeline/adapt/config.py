@@ -33,6 +33,8 @@ class AdaptConfig:
     patience: int = 2  # early stopping: stop after this many steps without a new best loss (Algorithm 1)
     max_steps: int = 100  # hard cap on steps per frame for consistency / masked / internal
     backtrack: float = 0.0  # 0 = Algorithm 1 as published; in (0, 1): undo a step that brings no new minimum, retry with lr × this
+    lr_search: bool = True  # when lr fails the guard on held-out crops, try lr × (10 … 0.01) and keep the best (adapt.probe)
+    guard: float = 0.02  # keep the trained weights unless a few steps lower the held-out crops' loss by this fraction; 0 = off
     objective: str = "consistency"  # loss of online and per-frame steps: consistency | internal | both
     internal_weight: float = 1.0  # weight of the internal (DoG) loss when objective = both
     dog_levels: int = 6  # DoG pyramid levels (Goyal)
@@ -100,6 +102,8 @@ class AdaptConfig:
             raise ConfigError(f"The adaptation learning rate must be positive, got {self.lr}.")
         if self.patience < 1 or self.max_steps < 0 or self.steps_per_frame < 0:
             raise ConfigError("--patience must be ≥ 1 and --max-steps / --steps-per-frame ≥ 0.")
+        if not (0.0 <= self.guard < 1.0):
+            raise ConfigError(f"--guard must be in [0, 1) (a fraction of the held-out loss; 0 = off), got {self.guard}.")
         if not (0.0 <= self.backtrack < 1.0):
             raise ConfigError(f"--backtrack must be in [0, 1) (0 = off), got {self.backtrack}.")
         if self.mc_passes < 2:

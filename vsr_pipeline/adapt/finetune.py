@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from vsr_pipeline.adapt.base import Context, MethodResult, Objective, trainable_copy
+from vsr_pipeline.adapt import probe
+from vsr_pipeline.adapt.base import Context, MethodResult, Objective, make_optimizer, trainable_copy
 from vsr_pipeline.adapt.dog import DoGLoss
 from vsr_pipeline.degrade.operator import Degradation
 from vsr_pipeline.errors import ConfigError
@@ -56,15 +57,6 @@ def combine(*objectives: tuple[Objective, float]) -> Objective:
         return out, total
 
     return objective
-
-
-def make_optimizer(net: nn.Module, name: str, lr: float, momentum: float = 0.0) -> torch.optim.Optimizer:
-    """SGD (Lucas et al.) or Adam (Goyal's online runs) over ``net``'s parameters."""
-    if name == "sgd":
-        return torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum)
-    if name == "adam":
-        return torch.optim.Adam(net.parameters(), lr=lr)
-    raise ConfigError(f"Unknown optimizer '{name}'; use sgd or adam.")
 
 
 @dataclass
@@ -192,9 +184,11 @@ class FinetuneMethod:
         self.ctx = context
         cfg = context.config
         self.dog = DoGLoss(cfg.dog_levels, cfg.dog_sigma, cfg.dog_weight)  # for objectives with the internal loss
+        self.step_size = probe.StepSizes(context)
 
     def reset(self) -> None:
-        """Nothing is carried from frame to frame."""
+        """A new clip: nothing else is carried from frame to frame."""
+        self.step_size.reset()
 
     def objective(self, window: torch.Tensor, degradation: Degradation, out_hw: tuple[int, int]) -> Objective:
         """The loss to minimise for ``window`` (1, T, C, H, W)."""
@@ -205,12 +199,32 @@ class FinetuneMethod:
         ctx, cfg = self.ctx, self.ctx.config
         deg = ctx.degradation(scene, window[0])
         out_hw = check_degradation(deg, tuple(window.shape[-2:]), ctx.scale)
+        lr = self.step_size(window, index, scene, lambda crops: self.objective(crops, deg, crop_size(deg, crops, ctx.scale)))
+        if lr is None:
+            return kept(ctx, window, out_hw)
         net = trainable_copy(ctx.model)
         result = finetune(
-            net, self.objective(window, deg, out_hw), lr=cfg.learning_rate, momentum=cfg.momentum,
+            net, self.objective(window, deg, out_hw), lr=lr, momentum=cfg.momentum,
             patience=cfg.patience, max_steps=cfg.max_steps, optimizer=cfg.optimizer, backtrack=cfg.backtrack,
         )
         t0 = time.perf_counter()
         record = finetune_record(result, ctx.tuned_output(result, net, window, out_hw))
         record.infer_seconds = time.perf_counter() - t0 if ctx.forward is not None else 0.0
+        record.lr = lr
         return record
+
+
+def crop_size(degradation: Degradation, crops: torch.Tensor, scale: float) -> tuple[int, int]:
+    """The output size of LR ``crops`` (N, T, C, h, w), checked against A' like a whole frame."""
+    return check_degradation(degradation, tuple(crops.shape[-2:]), scale)
+
+
+def kept(ctx: Context, window: torch.Tensor, out_hw: tuple[int, int]) -> MethodResult:
+    """The record of a frame the guard left to the trained weights: their output, no steps."""
+    t0 = time.perf_counter()
+    out = ctx.output(ctx.model, window, out_hw)
+    nan = float("nan")
+    return MethodResult(
+        output=out, loss_before=nan, loss_after=nan, steps=0, infer_seconds=time.perf_counter() - t0,
+        unchanged=True, guarded=True,
+    )

@@ -33,7 +33,9 @@ from torch import nn
 
 from vsr_pipeline.adapt.base import Context, MethodResult, trainable_copy, upscale
 from vsr_pipeline.adapt.dropout import with_mc_dropout
-from vsr_pipeline.adapt.finetune import FinetuneResult, check_degradation, finetune, finetune_record
+from vsr_pipeline.adapt.consistency import consistency_objective
+from vsr_pipeline.adapt.finetune import FinetuneResult, check_degradation, crop_size, finetune, finetune_record, kept
+from vsr_pipeline.adapt.probe import StepSizes
 from vsr_pipeline.adapt.uncertainty import artifact_mask, check_dropout, save_mask_images, variance_map
 from vsr_pipeline.degrade.operator import Degradation
 from vsr_pipeline.errors import ConfigError
@@ -122,21 +124,29 @@ class Method:
         check_dropout(context.model)
         self.ctx = context
         self.dropout_net = with_mc_dropout(context.model, context.config.mc_dropout)  # made once, not per frame
+        self.step_size = StepSizes(context)
 
     def reset(self) -> None:
-        """Nothing is carried from frame to frame."""
+        """A new clip: nothing else is carried from frame to frame."""
+        self.step_size.reset()
 
     def frame(self, window: torch.Tensor, index: int, scene: int) -> MethodResult:
         """Mask, fine-tune and blend for ``window`` (1, T, C, H, W)."""
         ctx, cfg = self.ctx, self.ctx.config
         deg = ctx.degradation(scene, window[0])
+        # the probe judges the step size on the plain consistency loss of crops (a mask needs the whole frame)
+        lr = self.step_size(window, index, scene, lambda crops: consistency_objective(crops, deg, crop_size(deg, crops, ctx.scale)))
+        if lr is None:
+            return kept(ctx, window, check_degradation(deg, tuple(window.shape[-2:]), ctx.scale))
         m = adapt_masked(
             ctx.model, window, deg, ctx.scale, passes=cfg.mc_passes, p=cfg.mc_dropout, median=cfg.median,
-            seed=cfg.seed + index, lr=cfg.learning_rate, momentum=cfg.momentum, patience=cfg.patience,
+            seed=cfg.seed + index, lr=lr, momentum=cfg.momentum, patience=cfg.patience,
             max_steps=cfg.max_steps, optimizer=cfg.optimizer, loss=cfg.mask_loss, backtrack=cfg.backtrack,
             forward=ctx.forward, dropout_net=self.dropout_net,
         )
         if cfg.save_masks:
             save_mask_images(cfg.save_masks, index, m.variance[0], m.mask[0])
         output = torch.nan_to_num(m.output, nan=0.0).clamp(0, 1)
-        return finetune_record(m.tune, output, mask_fraction=float(m.mask.mean()))
+        record = finetune_record(m.tune, output, mask_fraction=float(m.mask.mean()))
+        record.lr = lr
+        return record

@@ -32,10 +32,11 @@ from typing import Callable
 import torch
 from torch import nn
 
-from vsr_pipeline.adapt.base import Context, Fetch, Forward, MethodResult, Objective, trainable_copy, upscale
+from vsr_pipeline.adapt import probe
+from vsr_pipeline.adapt.base import Context, Fetch, Forward, MethodResult, Objective, make_optimizer, trainable_copy, upscale
 from vsr_pipeline.adapt.config import AdaptConfig
 from vsr_pipeline.adapt.consistency import consistency_objective
-from vsr_pipeline.adapt.finetune import check_degradation, combine, make_optimizer
+from vsr_pipeline.adapt.finetune import check_degradation, combine
 from vsr_pipeline.adapt.dog import DoGLoss
 from vsr_pipeline.adapt.internal import internal_objective
 from vsr_pipeline.degrade.operator import Degradation
@@ -79,6 +80,8 @@ class OnlineFrame:
     adapt_seconds: float  # time in updates (including replays)
     infer_seconds: float  # time in the output pass
     fallback: bool  # the loss diverged: output of the trained weights, chain restarted
+    guarded: bool = False  # the probe's guard froze this chain: the trained weights' output
+    lr: float | None = None  # the learning rate of this frame's steps (None: no steps)
 
 
 class OnlineAdapter:
@@ -116,6 +119,7 @@ class OnlineAdapter:
         self.starts: dict[tuple[int, int], int] = {}  # (scene, index) adapted -> first frame of its chain
         self.dog = DoGLoss(config.dog_levels, config.dog_sigma, config.dog_weight)
         self._degradations: dict[int, Degradation] = {}
+        self._rates: dict[tuple[int, int], float | None] = {}  # (scene, chain start) -> the probe's rate (None: frozen)
 
     def forget(self) -> None:
         """Drop every carried state (chains, snapshots, scene kernels): the next frame starts a new clip."""
@@ -124,6 +128,7 @@ class OnlineAdapter:
         self.snapshots.clear()
         self.starts.clear()
         self._degradations.clear()
+        self._rates.clear()
         self._pins.clear()
         self._held.clear()
 
@@ -133,6 +138,10 @@ class OnlineAdapter:
     def _reset(self) -> None:
         self.net.load_state_dict(self.initial)
         self.opt = self._optimizer()
+
+    def _set_rate(self, rate: float) -> None:
+        for group in self.opt.param_groups:
+            group["lr"] = rate
 
     def _restore(self, key: tuple[int, int]) -> None:
         weights, optim = self.snapshots[key]
@@ -169,10 +178,28 @@ class OnlineAdapter:
             return lambda net: (None, internal(net)[1])
         return combine((consistency, 1.0), (internal, self.config.internal_weight))
 
-    def _adapt(self, window: torch.Tensor, index: int, scene: int) -> tuple[list[float], bool]:
+    def _rate(self, window: torch.Tensor, index: int, scene: int, start: int, deg: Degradation) -> float | None:
+        """The chain's learning rate: the configured one, or the probe's on the chain's first window (None: frozen)."""
+        cfg = self.config
+        if not probe.enabled(cfg):
+            return cfg.learning_rate
+        key = (scene, start)
+        if key not in self._rates:
+            if index != start:  # a chain is always walked from its start; a missing answer is a bug
+                raise RuntimeError(f"online adaptation: no step size for the chain starting at frame {start}")
+            found = probe.probe(self.trained, window, lambda crops: self._objective(crops, deg), cfg, probe.probe_seed(cfg.seed, start))
+            self._rates[key] = found.lr
+        return self._rates[key]
+
+    def _adapt(self, window: torch.Tensor, index: int, scene: int, start: int) -> tuple[list[float], bool]:
         """Run this frame's steps on the live net; returns (losses, diverged). Restarts the chain on divergence."""
         cfg = self.config
         deg = self.degradation(scene, window)
+        rate = self._rate(window, index, scene, start, deg)
+        if rate is None:
+            return [], False  # the guard froze this chain: the trained weights serve it
+        if index == start:
+            self._set_rate(rate)  # a chain starts from the trained weights with a fresh optimiser
         gen = torch.Generator().manual_seed(crop_seed(cfg.seed, index))
         losses: list[float] = []
         for _ in range(cfg.steps_per_frame):
@@ -184,6 +211,7 @@ class OnlineAdapter:
             if not torch.isfinite(loss):
                 log.warning("online adaptation diverged at frame %d (loss %s); restarting from the trained weights", index, value)
                 self._reset()
+                self._set_rate(rate)
                 return losses, True
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -285,10 +313,11 @@ class OnlineAdapter:
         replayed = 0
         for j in range(first, index):  # out of order: re-adapt the frames between
             w, s = self.fetch(j)  # type: ignore[misc]
-            self._adapt(w.to(window.device), j, s)
+            self._adapt(w.to(window.device), j, s, start)
             self._after(scene, j, start)
             replayed += 1
-        losses, diverged = self._adapt(window, index, scene)
+        losses, diverged = self._adapt(window, index, scene, start)
+        frozen = probe.enabled(self.config) and self._rates.get((scene, start)) is None
         self._after(scene, index, start)
         t1 = time.perf_counter()
         with torch.no_grad():
@@ -310,6 +339,8 @@ class OnlineAdapter:
             adapt_seconds=t1 - t0,
             infer_seconds=t2 - t1,
             fallback=diverged,
+            guarded=frozen,
+            lr=None if frozen or not losses else float(self.opt.param_groups[0]["lr"]),
         )
 
 
@@ -343,7 +374,8 @@ class Method:
         r = self.online.frame(window[0], index, scene)
         return MethodResult(
             output=r.output[None], loss_before=r.loss_before, loss_after=r.loss_after, steps=r.steps,
-            infer_seconds=r.infer_seconds, fallback=r.fallback, unchanged=r.fallback, replayed=r.replayed,
+            infer_seconds=r.infer_seconds, fallback=r.fallback, unchanged=r.fallback or r.guarded, replayed=r.replayed,
+            guarded=r.guarded, lr=r.lr,
         )
 
 

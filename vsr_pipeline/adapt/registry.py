@@ -12,7 +12,7 @@ import importlib
 from dataclasses import dataclass
 
 # AdaptConfig fields every method other than "none" uses
-COMMON_OPTIONS = ("degradation", "kernel_method", "optimizer", "lr", "momentum", "backtrack")
+COMMON_OPTIONS = ("degradation", "kernel_method", "optimizer", "lr", "momentum", "backtrack", "lr_search", "guard")
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,8 @@ class FrameRecord:
     mask_fraction: float | None = None  # masked: fraction of output pixels in the mask
     replayed: int = 0  # online: earlier frames re-adapted for an out-of-order request
     unchanged: bool = False  # the output is the trained weights' own: no step lowered the loss
+    guarded: bool = False  # unchanged because the probe's guard kept the trained weights
+    lr: float | None = None  # learning rate used for this frame (None: no steps)
 
 
 @dataclass
@@ -47,6 +49,7 @@ class AdaptReport:
             "steps": sum(f.steps for f in self.frames),
             "fallbacks": sum(f.fallback for f in self.frames),
             "unchanged": sum(f.unchanged for f in self.frames),
+            "guarded": sum(f.guarded for f in self.frames),
             "adapt_seconds": adapt,
             "infer_seconds": infer,
             "mean_loss_before": sum(f.loss_before for f in finite) / len(finite) if finite else None,

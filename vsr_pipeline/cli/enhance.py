@@ -25,7 +25,7 @@ SECTIONS = {
     "Input and output": ["start", "duration", "on_error", "overwrite", "report", "resume", "segment_frames"],
     "Model and device": ["scale", "model", "device", "half", "tile", "tile_pad", "batch", "edge", "scene_threshold"],
     "Adaptation": [
-        "adapt", "degradation", "kernel_method", "adapt_optimizer", "adapt_lr", "patience", "max_steps", "backtrack",
+        "adapt", "degradation", "kernel_method", "adapt_optimizer", "adapt_lr", "lr_search", "guard", "patience", "max_steps", "backtrack",
         "steps_per_frame", "objective", "mc_passes", "save_masks",
     ],
     "Encoding": ["backend", "codec", "crf", "preset", "pix_fmt", "encoder_args", "no_audio", "no_subtitles"],
@@ -49,6 +49,8 @@ SECTIONS = {
 @click.option("--kernel-method", type=click.Choice(KERNEL_METHODS), default=adapt_default("kernel_method"), show_default=True, help="How --degradation estimate finds each scene's kernel: spectral (closed-form fit of the LR power spectrum, milliseconds) or kernelgan (KernelGAN fast mode, about a minute per scene; unreliable, see docs/kernel-estimation.md).")
 @click.option("--adapt-optimizer", type=click.Choice(OPTIMIZERS), default=adapt_default("optimizer"), show_default=True, help="Adaptation optimiser (Lucas et al. use SGD; see docs/adaptation.md for why Adam is the default).")
 @click.option("--adapt-lr", type=float, default=None, help="Adaptation learning rate.  [default: 3e-4 for adam, 0.005 for sgd]")
+@click.option("--lr-search/--no-lr-search", default=adapt_default("lr_search"), show_default=True, help="Choose the learning rate per scene (online) or frame: try --adapt-lr times 10 ... 0.01 for a few steps on crops of one half of the frame, keep the one that lowers the loss most on crops of the other half.")
+@click.option("--guard", type=float, default=adapt_default("guard"), show_default=True, help="Keep the trained weights for a scene (online) or frame unless a few steps lower the loss on held-out crops by at least this fraction (e.g. 0.02); 0 = off.")
 @click.option("--patience", type=int, default=adapt_default("patience"), show_default=True, help="Early stopping: steps without improvement before stopping (consistency, masked, internal).")
 @click.option("--max-steps", type=int, default=adapt_default("max_steps"), show_default=True, help="Cap on adaptation steps per frame (consistency, masked, internal).")
 @click.option("--backtrack", type=float, default=adapt_default("backtrack"), show_default=True, help="Undo a step that brings no new minimum and retry it with the learning rate times this (0 = off, Algorithm 1 as published).")
@@ -124,7 +126,11 @@ def enhance(
         )
         if result.adapt is not None:
             t = result.adapt["totals"]
-            same = f"; {t['unchanged']} of {t['frames']} frames unchanged (no step lowered the loss)" if t["unchanged"] else ""
+            why = "no step lowered the loss"
+            if t.get("guarded"):
+                why = f"{t['guarded']} kept by --guard: the held-out crops did not improve" + (
+                    "" if t["guarded"] == t["unchanged"] else f"; in {t['unchanged'] - t['guarded']} no step lowered the loss")
+            same = f"; {t['unchanged']} of {t['frames']} frames unchanged ({why})" if t["unchanged"] else ""
             click.echo(
                 f"adaptation ({result.adapt['method']}, {result.adapt['degradation']}): {t['steps']} steps, "
                 f"{t['adapt_seconds']:.1f} s adapting, {t['fallbacks']} fallback(s){same}",

@@ -1,0 +1,180 @@
+"""Step size and guard: a learning rate chosen on held-out crops, or the trained weights kept.
+
+One fixed learning rate does not move every network: the right Adam step for a 600 k
+parameter MSE network is far too large or too small for a 16 M parameter GAN, and footage
+the network already fits gains nothing from adaptation and can only lose. Before a scene
+(online) or a frame (per-frame methods) is adapted, :func:`probe` splits the window into
+two halves and takes a few seeded crops in each. A candidate rate is tried by making
+:data:`PROBE_STEPS` optimiser steps from the trained weights on the first half's crops and
+measuring the objective on the second half's crops, which the steps never saw.
+
+The configured rate (``--adapt-lr``) is tried first. It is kept when it lowers the held-out
+loss by at least the guard fraction (``--guard``, default 2 %). Otherwise, with
+``--lr-search`` (the default), the rate × :data:`LR_FACTORS` (10 … 0.01) are tried and the
+best is kept if it passes the guard; when none does, the trained weights are used (no
+adaptation, reported as guarded frames). ``--guard 0`` never blocks: the best rate is used
+whatever it gives.
+
+The probe depends only on the trained weights and the window it is given (its crops are
+seeded), so its answer is the same in any request order. Online adaptation probes the
+first window of each chain (a scene, or ``reset_every`` frames). Per-frame methods
+(:class:`StepSizes`) probe the first window of each scene when frames arrive as a stream
+(the command line, batch), and every frame when a driver asks for frames in any order
+(VapourSynth), so that a frame's output never depends on which frame was asked for first.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from vsr_pipeline.adapt.base import Context, Objective, make_optimizer, trainable_copy
+from vsr_pipeline.adapt.config import AdaptConfig
+
+log = logging.getLogger(__name__)
+
+LR_FACTORS = (10.0, 3.0, 1.0, 0.3, 0.1, 0.03, 0.01)  # candidates relative to the configured rate
+PROBE_STEPS = 4  # optimiser steps per candidate
+PROBE_CROPS = 4  # crops per half
+PROBE_CROP = 48  # LR crop size (smaller when a half is smaller)
+MAX_SCENES = 256  # per-scene answers kept by StepSizes
+
+ObjectiveFor = Callable[[torch.Tensor], Objective]  # crops (N, T, C, h, w) -> objective
+
+
+@dataclass
+class ProbeResult:
+    """What the probe found for one window."""
+
+    lr: float | None  # the rate to adapt with; None: keep the trained weights (guard)
+    heldout_before: float  # held-out loss of the trained weights
+    heldout: dict[float, float] = field(default_factory=dict)  # candidate rate -> held-out loss after its steps
+
+    @property
+    def gain(self) -> float:
+        """Relative drop of the held-out loss with the best candidate (0 when none helped)."""
+        finite = [v for v in self.heldout.values() if math.isfinite(v)]
+        if not finite or not self.heldout_before > 0:
+            return 0.0
+        return max(0.0, 1.0 - min(finite) / self.heldout_before)
+
+
+def enabled(config: AdaptConfig) -> bool:
+    """True when the configuration asks for a probe (``lr_search`` or a ``guard``)."""
+    return config.lr_search or config.guard > 0
+
+
+def candidates(config: AdaptConfig) -> list[float]:
+    """The rates the probe tries: the configured one, times :data:`LR_FACTORS` with ``lr_search``."""
+    base = config.learning_rate
+    return [float(f"{base * f:.3g}") for f in LR_FACTORS] if config.lr_search else [base]
+
+
+def split_crops(window: torch.Tensor, size: int, count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded crops from two disjoint halves of ``window`` (T, C, H, W) -> (train, held), each (count, T, C, s, s').
+
+    The window is cut across its longer side; crops are at most ``size`` and fit in a half.
+    """
+    h, w = window.shape[-2:]
+    if w >= h:
+        halves = (window[..., : w // 2], window[..., w // 2 :])
+    else:
+        halves = (window[..., : h // 2, :], window[..., h // 2 :, :])
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for half in halves:
+        hh, hw = half.shape[-2:]
+        ch, cw = min(size, hh), min(size, hw)
+        tops = torch.randint(0, hh - ch + 1, (count,), generator=gen).tolist()
+        lefts = torch.randint(0, hw - cw + 1, (count,), generator=gen).tolist()
+        out.append(torch.stack([half[..., a : a + ch, b : b + cw] for a, b in zip(tops, lefts)]))
+    return out[0], out[1]
+
+
+def probe_seed(seed: int, index: int) -> int:
+    """The crops' seed for the window of frame ``index``: fixed, independent of request order."""
+    return (seed * 1_000_003 + index * 7919 + 424242) % (2**63 - 1)
+
+
+def _loss(objective: Objective, net) -> float:
+    with torch.no_grad():
+        return float(objective(net)[1])
+
+
+def _try(model: torch.nn.Module, lr: float, config: AdaptConfig, train: Objective, held: Objective) -> float:
+    """Held-out loss after PROBE_STEPS steps at ``lr`` from the trained weights (inf if a loss blew up)."""
+    net = trainable_copy(model)
+    opt = make_optimizer(net, config.optimizer, lr, config.momentum)
+    for _ in range(PROBE_STEPS):
+        with torch.enable_grad():
+            _, loss = train(net)
+        if not torch.isfinite(loss):
+            return math.inf
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    value = _loss(held, net)
+    return value if math.isfinite(value) else math.inf
+
+
+def probe(model: torch.nn.Module, window: torch.Tensor, objective_for: ObjectiveFor, config: AdaptConfig, seed: int = 0) -> ProbeResult:
+    """Choose the learning rate for ``window`` (T, C, H, W), or None to keep the trained weights (see module doc).
+
+    The configured rate is tried first; when it lowers the held-out loss by the guard
+    fraction (or at all, without a guard) it is kept and nothing else is tried. Otherwise,
+    with ``lr_search``, every other candidate is tried and the best one kept if it passes.
+    """
+    train, held = split_crops(window, PROBE_CROP, PROBE_CROPS, seed)
+    train_objective, held_objective = objective_for(train), objective_for(held)
+    result = ProbeResult(lr=None, heldout_before=_loss(held_objective, model))
+    need = result.heldout_before * (1.0 - config.guard)
+
+    def passes(value: float) -> bool:
+        return value < need if config.guard else math.isfinite(value)
+
+    rates = candidates(config)
+    first = config.learning_rate
+    result.heldout[first] = _try(model, first, config, train_objective, held_objective)
+    if not passes(result.heldout[first]) or not result.heldout[first] < result.heldout_before:
+        for lr in rates:
+            if lr not in result.heldout:
+                result.heldout[lr] = _try(model, lr, config, train_objective, held_objective)
+    best_lr = min(result.heldout, key=lambda k: result.heldout[k])
+    if passes(result.heldout[best_lr]):
+        result.lr = best_lr
+    log.debug(
+        "probe: held-out loss %.3g before, best %.3g at lr %.3g -> %s",
+        result.heldout_before, result.heldout[best_lr], best_lr,
+        "keep the trained weights" if result.lr is None else f"lr {result.lr:.3g}",
+    )
+    return result
+
+class StepSizes:
+    """The learning rate of each frame for a per-frame method (see the module doc for when it probes)."""
+
+    def __init__(self, context: Context) -> None:
+        self.ctx = context
+        self.by_scene: dict[int, float | None] = {}
+
+    def reset(self) -> None:
+        """A new clip: forget the scenes' answers."""
+        self.by_scene.clear()
+
+    def __call__(self, window: torch.Tensor, index: int, scene: int, objective_for: ObjectiveFor) -> float | None:
+        """The rate for frame ``index`` (window (1, T, C, H, W)); None: keep the trained weights."""
+        cfg = self.ctx.config
+        if not enabled(cfg):
+            return cfg.learning_rate
+        streaming = self.ctx.fetch is None and self.ctx.scene_start is None
+        if streaming and scene in self.by_scene:
+            return self.by_scene[scene]
+        lr = probe(self.ctx.model, window[0], objective_for, cfg, probe_seed(cfg.seed, index)).lr
+        if streaming:
+            if len(self.by_scene) >= MAX_SCENES:
+                self.by_scene.clear()
+            self.by_scene[scene] = lr
+        return lr

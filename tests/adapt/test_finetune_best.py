@@ -83,3 +83,100 @@ def test_divergence_returns_the_first_output():
     assert r.diverged and r.state is None
     assert torch.allclose(r.output, torch.ones(1, 3, 2, 2))
     assert finetune_record(r, r.output).fallback is True
+
+
+def test_backtracking_undoes_a_miss_and_retries_from_the_best_point_with_a_shorter_step():
+    net = Scalar()
+    objective, calls = scripted(net, [5.0, 3.0, 4.0, 0.0, 9.0, 9.0, 9.0])
+    r = finetune(net, objective, lr=0.25, patience=3, max_steps=10, backtrack=0.5)
+    # 0: w=1 (6, best)  1: w=.75 (3.75, best)  2: w=.5 (4.5, miss: back to .75, lr .125)
+    # 3: w=.625 (.625, best)  4: w=.5 (9.5, miss: back to .625, lr .0625)  5: w=.5625 (9.5625, miss: lr .03125)
+    # 6: w=.59375 (9.59375, third miss in a row: stop)
+    assert r.losses == pytest.approx([6.0, 3.75, 4.5, 0.625, 9.5, 9.5625, 9.59375])
+    assert calls["n"] == 7 and r.steps == 6 and r.best_step == 3
+    assert r.state["w"].item() == pytest.approx(0.625)
+    assert torch.allclose(r.output, torch.full((1, 3, 2, 2), 0.625))
+    assert net.w.item() == pytest.approx(0.59375)  # the last weights tried
+
+
+def test_without_backtracking_a_miss_is_kept_and_the_next_step_starts_from_it():
+    net = Scalar()
+    objective, _ = scripted(net, [5.0, 3.0, 4.0, 0.0])
+    r = finetune(net, objective, lr=0.25, patience=3, max_steps=3)
+    assert r.losses == pytest.approx([6.0, 3.75, 4.5, 0.25])  # step 3 from w = .5, not from the best .75
+
+
+def test_backtracking_restores_the_optimiser_state_of_the_best_point():
+    net = Scalar()
+    objective, _ = scripted(net, [5.0, 3.0, 4.0, 0.0])
+    r = finetune(net, objective, lr=0.25, momentum=0.5, patience=3, max_steps=3, backtrack=0.5)
+    # SGD momentum buffer b: step 0 b=1 (w .75); step 1 b=1.5 (w .375); miss: back to w .75 and b=1,
+    # then b = .5*1 + 1 = 1.5 at lr .125 -> w = .75 - .1875 = .5625
+    assert r.losses == pytest.approx([6.0, 3.75, 4.375, 0.5625])
+
+
+def test_a_non_finite_loss_is_a_miss_when_backtracking_and_a_divergence_otherwise():
+    net = Scalar()
+    objective, _ = scripted(net, [5.0, 3.0, math.nan, 0.0])
+    r = finetune(net, objective, lr=0.25, patience=3, max_steps=3, backtrack=0.5)
+    assert not r.diverged and r.best_step == 3
+    assert r.losses[2] == math.inf and r.losses[3] == pytest.approx(0.625)
+    net = Scalar()
+    objective, _ = scripted(net, [5.0, 3.0, math.nan, 0.0])
+    r = finetune(net, objective, lr=0.25, patience=1, max_steps=3, backtrack=0.5)  # no patience left: diverged
+    assert r.diverged and r.state is None and torch.allclose(r.output, torch.ones(1, 3, 2, 2))
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, 1.5])
+def test_backtrack_outside_zero_one_is_refused(bad):
+    from vsr_pipeline.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"backtracking factor must be in \[0, 1\)"):
+        finetune(Scalar(), scripted(Scalar(), [1.0])[0], backtrack=bad)
+
+
+def test_make_optimizer():
+    from vsr_pipeline.adapt.base import make_optimizer
+    from vsr_pipeline.errors import ConfigError
+
+    net = Scalar()
+    sgd = make_optimizer(net, "sgd", 0.1, momentum=0.9)
+    assert isinstance(sgd, torch.optim.SGD) and sgd.param_groups[0]["lr"] == 0.1 and sgd.param_groups[0]["momentum"] == 0.9
+    adam = make_optimizer(net, "adam", 0.01)
+    assert isinstance(adam, torch.optim.Adam) and adam.param_groups[0]["lr"] == 0.01
+    assert adam.param_groups[0]["params"] == [net.w]
+    with pytest.raises(ConfigError, match="Unknown optimizer 'rmsprop'; use sgd or adam"):
+        make_optimizer(net, "rmsprop", 0.1)
+
+
+def test_finetune_record_carries_the_run():
+    net = Scalar()
+    objective, _ = scripted(net, [5.0, 3.0, 4.0, 6.0])
+    r = finetune(net, objective, lr=0.25, patience=2, max_steps=10)
+    out = torch.zeros(1, 3, 2, 2)
+    rec = finetune_record(r, out, mask_fraction=0.25)
+    assert rec.output is out and rec.steps == 3 and rec.mask_fraction == 0.25
+    assert rec.loss_before == pytest.approx(6.0) and rec.loss_after == pytest.approx(3.75)
+    assert rec.fallback is False and rec.unchanged is False
+
+
+def test_check_degradation_names_the_mismatch():
+    from vsr_pipeline.adapt.finetune import check_degradation
+    from vsr_pipeline.degrade.operator import parse_degradation
+    from vsr_pipeline.errors import ConfigError
+
+    assert check_degradation(parse_degradation("bicubic", 2), (12, 16), 2.0) == (24, 32)
+    assert check_degradation(parse_degradation("gauss:sigma=1", 3), (10, 7), 3.0) == (30, 21)
+    with pytest.raises(ConfigError, match=r"'bicubic' is for scale 2, but the output scale is 3; build it with the output scale"):
+        check_degradation(parse_degradation("bicubic", 2), (12, 16), 3.0)
+
+
+def test_combine_weights_the_losses_and_returns_the_first_output():
+    from vsr_pipeline.adapt.finetune import combine
+
+    a = lambda net: (torch.ones(1), torch.tensor(2.0))  # noqa: E731
+    b = lambda net: (torch.zeros(1), torch.tensor(5.0))  # noqa: E731
+    out, loss = combine((a, 1.0), (b, 0.5))(None)
+    assert torch.equal(out, torch.ones(1)) and float(loss) == pytest.approx(4.5)
+    out, loss = combine((b, 2.0), (a, 3.0))(None)
+    assert torch.equal(out, torch.zeros(1)) and float(loss) == pytest.approx(16.0)

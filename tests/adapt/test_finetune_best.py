@@ -169,14 +169,103 @@ def test_check_degradation_names_the_mismatch():
     assert check_degradation(parse_degradation("gauss:sigma=1", 3), (10, 7), 3.0) == (30, 21)
     with pytest.raises(ConfigError, match=r"'bicubic' is for scale 2, but the output scale is 3; build it with the output scale"):
         check_degradation(parse_degradation("bicubic", 2), (12, 16), 3.0)
+    with pytest.raises(ConfigError) as err:  # 7x9 (W x H) at 2.5 -> 18x22, which A' brings back to 8x9, not 7x9
+        check_degradation(parse_degradation("bicubic", 2.5), (9, 7), 2.5)
+    assert str(err.value) == (
+        "The degradation 'bicubic' at scale 2.5 turns the 18x22 output into 8x9, not the 7x9 input, so it cannot be "
+        "used for adaptation; pick a scale that divides the frame size (or an integer scale)."
+    )
 
 
 def test_combine_weights_the_losses_and_returns_the_first_output():
     from vsr_pipeline.adapt.finetune import combine
 
-    a = lambda net: (torch.ones(1), torch.tensor(2.0))  # noqa: E731
-    b = lambda net: (torch.zeros(1), torch.tensor(5.0))  # noqa: E731
-    out, loss = combine((a, 1.0), (b, 0.5))(None)
+    net = object()
+    a = lambda n: (torch.ones(1), torch.tensor(2.0 if n is net else 99.0))  # noqa: E731
+    b = lambda n: (torch.zeros(1), torch.tensor(5.0 if n is net else 99.0))  # noqa: E731
+    out, loss = combine((a, 1.0), (b, 0.5))(net)
     assert torch.equal(out, torch.ones(1)) and float(loss) == pytest.approx(4.5)
-    out, loss = combine((b, 2.0), (a, 3.0))(None)
+    out, loss = combine((b, 2.0), (a, 3.0))(net)
     assert torch.equal(out, torch.zeros(1)) and float(loss) == pytest.approx(16.0)
+
+
+def test_defaults_are_the_papers():
+    """SGD at 0.005, patience 2, at most 100 steps (Lucas et al.)."""
+    net = Scalar()
+    objective, calls = scripted(net, [-0.01 * i for i in range(200)])  # always a new minimum
+    r = finetune(net, objective)
+    assert r.steps == 100 and calls["n"] == 101
+    assert r.state["w"].item() == pytest.approx(1.0 - 100 * 0.005)
+    net = Scalar()
+    objective, calls = scripted(net, [0.0, 1.0, 1.0, 1.0])
+    finetune(net, objective)
+    assert calls["n"] == 3  # two misses in a row stop it
+
+
+def test_an_equal_loss_is_not_a_new_minimum():
+    net = Scalar()
+    objective, _ = scripted(net, [5.0, 5.25, 0.0])  # losses 6.0, 6.0: the second is no improvement
+    r = finetune(net, objective, lr=0.25, patience=1, max_steps=5)
+    assert r.best_step == 0 and r.steps == 1 and r.state["w"].item() == pytest.approx(1.0)
+
+
+def test_an_objective_without_output_is_allowed():
+    net = Scalar()
+
+    def objective(n):
+        return None, n.w * 2
+
+    r = finetune(net, objective, lr=0.1, patience=1, max_steps=2)
+    assert r.output is None and r.steps == 2 and r.best_step == 2
+
+
+def test_a_non_finite_output_with_a_finite_loss_is_a_divergence(caplog):
+    net = Scalar()
+    calls = {"n": 0}
+
+    def objective(n):
+        calls["n"] += 1
+        out = n.w * torch.ones(1, 3, 2, 2)
+        if calls["n"] == 2:
+            out = out * math.nan
+        return out, n.w * 0 + 3.0 - calls["n"]
+
+    with caplog.at_level("WARNING"):
+        r = finetune(net, objective, lr=0.1, patience=2, max_steps=5)
+    assert r.diverged and torch.allclose(r.output, torch.ones(1, 3, 2, 2))
+    assert math.isnan(r.losses[-1]) is False and r.losses[-1] == pytest.approx(1.0)
+    assert "adaptation diverged (loss 1.0 at step 1); using the trained weights for this frame" in caplog.text
+
+
+def test_divergence_is_logged_and_recorded_as_nan(caplog):
+    net = Scalar()
+    objective, _ = scripted(net, [5.0, math.nan])
+    with caplog.at_level("WARNING"):
+        r = finetune(net, objective, lr=0.25, patience=2, max_steps=5)
+    assert r.diverged and len(r.losses) == 2 and math.isnan(r.losses[1])
+    assert "adaptation diverged (loss nan at step 1)" in caplog.text
+
+
+def test_backtracking_a_non_finite_loss_is_logged_and_the_last_step_still_diverges(caplog):
+    net = Scalar()
+    objective, _ = scripted(net, [5.0, 3.0, math.nan, 0.0])
+    with caplog.at_level("INFO", logger="vsr_pipeline.adapt.finetune"):
+        finetune(net, objective, lr=0.25, patience=3, max_steps=3, backtrack=0.5)
+    assert "adaptation step 2 gave a non-finite loss; backtracking" in caplog.text
+    net = Scalar()
+    objective, _ = scripted(net, [5.0, 3.0, math.nan])
+    r = finetune(net, objective, lr=0.25, patience=3, max_steps=2, backtrack=0.5)  # NaN at the last step: no retry left
+    assert r.diverged
+    net = Scalar()
+    objective, _ = scripted(net, [math.nan, 0.0])
+    r = finetune(net, objective, lr=0.25, patience=3, max_steps=3, backtrack=0.5)  # nothing to go back to
+    assert r.diverged and r.steps == 0
+
+
+def test_two_backtracks_in_a_row_restore_the_same_optimiser_state():
+    net = Scalar()
+    objective, _ = scripted(net, [5.0, 3.0, 4.0, 4.0, 0.0])
+    r = finetune(net, objective, lr=0.25, momentum=0.5, patience=3, max_steps=4, backtrack=0.5)
+    # best point w=.75 with buffer b=1; each retry from there: b = .5*1 + 1 = 1.5
+    # retry 1 at lr .125: w = .75 - .1875 = .5625 (miss); retry 2 at lr .0625: w = .75 - .09375 = .65625
+    assert r.losses == pytest.approx([6.0, 3.75, 4.375, 4.5625, 0.65625])

@@ -69,7 +69,7 @@ def test_frame_with_an_output_pass_uses_it_on_the_tuned_weights():
     r = Consistency(ctx).frame(window, 0, 0)
     assert len(seen) == 1 and seen[0][1] == (1, 5, 3, 8, 12) and seen[0][0] is not ctx.model
     assert torch.equal(r.output, torch.full((1, 3, 16, 24), 0.5))
-    assert r.infer_seconds > 0.0
+    assert 0.0 < r.infer_seconds < 60.0  # a duration, not a clock reading
 
 
 def test_frame_asks_the_probe_with_the_methods_own_objective_on_crops(monkeypatch):
@@ -97,7 +97,7 @@ def test_guarded_frame_is_the_trained_networks_output(monkeypatch):
     with torch.no_grad():
         assert torch.equal(r.output, upscale(ctx.model, window, (16, 24)).clamp(0, 1))
     assert r.guarded and r.unchanged and r.steps == 0 and r.lr is None
-    assert math.isnan(r.loss_before) and math.isnan(r.loss_after) and r.infer_seconds > 0
+    assert math.isnan(r.loss_before) and math.isnan(r.loss_after) and 0 < r.infer_seconds < 60
 
 
 def test_kept_goes_through_the_output_pass():

@@ -34,8 +34,12 @@ test-all: setup
 
 # Mutation testing of the core modules listed under [tool.mutmut] in pyproject.toml (slow:
 # hours on two cores; not part of `make test`). Scores: docs/benchmarks.md#test-strength.
+# mutmut forks one child per mutant from a process that has already run the tests: with
+# torch's OpenMP/MKL thread pools started in the parent, the children deadlock in them and
+# show up as false "timeouts"; one thread each keeps the forked children safe. (PyAV's cached
+# swscale context has the same problem: tests/io/conftest.py drops it after a fork.)
 mutation: setup
-	$(BIN)/mutmut run
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/mutmut run
 	$(BIN)/mutmut results
 
 bench: setup

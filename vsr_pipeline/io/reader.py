@@ -63,6 +63,23 @@ class ReadStats:
         return max(self.errors, missing, 0)
 
 
+_SEMI_PLANAR = ("nv12", "nv21", "nv16", "nv24", "p010le", "p016le")  # Y plane + one interleaved chroma plane
+
+
+def _semi_planar(frame: av.VideoFrame) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Y, Cb, Cr samples (int32) of a semi-planar frame: the chroma plane deinterleaved, P010's
+    10 bits brought down from the top of their 16. (Done here, not by swscale: exact, and free
+    of PyAV's per-thread converter, which can return stale results after a format change.)"""
+    name = frame.format.name
+    dtype = np.uint8 if name.startswith("nv") else np.uint16
+    y = _plane(frame.planes[0], dtype)
+    p = frame.planes[1]
+    uv = np.frombuffer(p, dtype=dtype).reshape(p.height, p.line_size // dtype().itemsize)[:, : 2 * p.width]
+    u, v = (uv[:, 1::2], uv[:, 0::2]) if name == "nv21" else (uv[:, 0::2], uv[:, 1::2])
+    shift = 16 - frame.format.components[0].bits if dtype is np.uint16 else 0
+    return tuple(torch.from_numpy(a.astype(np.int32) >> shift) for a in (y, u, v))
+
+
 def frame_to_rgb(frame: av.VideoFrame, color: ColorSpec) -> torch.Tensor:
     """Convert a decoded PyAV frame to RGB float (3, H, W) in [0, 1] (no rotation)."""
     fmt = frame.format
@@ -81,9 +98,8 @@ def frame_to_rgb(frame: av.VideoFrame, color: ColorSpec) -> torch.Tensor:
     if len(comps) == 1 and not fmt.is_rgb and not fmt.has_palette and not fmt.name.endswith("be"):
         dtype = np.uint8 if comps[0].bits <= 8 else np.uint16
         return gray_to_rgb(torch.from_numpy(_plane(frame.planes[0], dtype).astype(np.int32)), color)
-    if fmt.name in ("nv12", "nv21", "p010le", "p016le", "nv16", "nv24"):
-        target = "yuv420p" if fmt.name in ("nv12", "nv21") else "yuv420p10le" if fmt.name == "p010le" else "yuv444p16le"
-        return frame_to_rgb(frame.reformat(format=target), color)
+    if fmt.name in _SEMI_PLANAR:
+        return yuv_to_rgb(*_semi_planar(frame), color)
     if is_exact_rgb(fmt.name):  # RGB samples as they are: no matrix, no swscale rounding
         return unpack(frame)
     # palette and anything exotic: swscale to 16-bit RGB keeps >8-bit precision.

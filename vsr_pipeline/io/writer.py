@@ -304,6 +304,8 @@ class _FFmpegSink:
             "enc_time_base": "demux",  # keep the input's time base: VFR timestamps stay exact
             "f": plan.muxer,
         }
+        if not plan.rgb:  # without it ffmpeg 7+ converts full range to limited for encoders that declare no ranges (ffv1)
+            out_kw["color_range"] = params["range"]
         if plan.side_streams:
             out_kw["acodec"] = "copy"
             out_kw["scodec"] = "copy"

@@ -73,8 +73,7 @@ def _semi_planar(frame: av.VideoFrame) -> tuple[torch.Tensor, torch.Tensor, torc
     name = frame.format.name
     dtype = np.uint8 if name.startswith("nv") else np.uint16
     y = _plane(frame.planes[0], dtype)
-    p = frame.planes[1]
-    uv = np.frombuffer(p, dtype=dtype).reshape(p.height, p.line_size // dtype().itemsize)[:, : 2 * p.width]
+    uv = _plane(frame.planes[1], dtype, per_pixel=2)  # Cb Cr Cb Cr ...
     u, v = (uv[:, 1::2], uv[:, 0::2]) if name == "nv21" else (uv[:, 0::2], uv[:, 1::2])
     shift = 16 - frame.format.components[0].bits if dtype is np.uint16 else 0
     return tuple(torch.from_numpy(a.astype(np.int32) >> shift) for a in (y, u, v))
@@ -107,11 +106,11 @@ def frame_to_rgb(frame: av.VideoFrame, color: ColorSpec) -> torch.Tensor:
     return torch.from_numpy(arr.astype(np.float32) / 65535.0).permute(2, 0, 1).contiguous()
 
 
-def _plane(plane, dtype) -> np.ndarray:
-    """A plane's samples as (height, width), dropping the line padding."""
+def _plane(plane, dtype, per_pixel: int = 1) -> np.ndarray:
+    """A plane's samples as (height, width · per_pixel), dropping the line padding."""
     item = np.dtype(dtype).itemsize
     arr = np.frombuffer(plane, dtype=dtype)
-    return arr.reshape(plane.height, plane.line_size // item)[:, : plane.width]
+    return arr.reshape(plane.height, plane.line_size // item)[:, : plane.width * per_pixel]
 
 
 def rotate(rgb: torch.Tensor, rotation: int) -> torch.Tensor:

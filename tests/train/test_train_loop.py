@@ -42,9 +42,9 @@ def test_few_steps_lower_the_loss(tmp_path):
     cfg = tiny_config(tmp_path / "run")
     probe = WindowSampler(cfg.data, seed=123, clips=[], stills=stills()).sample(16)
     torch.manual_seed(cfg.seed)
-    from vsr_pipeline.train.loop import build_network
+    from vsr_pipeline.train.loop import network_for
 
-    before = mse_on(build_network(cfg), *probe)
+    before = mse_on(network_for(cfg), *probe)
     path = train(cfg, clips=[], stills=stills())
     after = mse_on(load_vsrnet(path), *probe)
     assert after < 0.8 * before

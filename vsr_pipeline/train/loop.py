@@ -6,7 +6,8 @@ optimisers; then for each step draw a batch, optionally perturb its LR input (PG
 the discriminator (GAN only) and the generator. Every ``ckpt_every`` steps it writes an
 atomic checkpoint (``checkpoint.pt``: weights, optimisers, step, RNG states), a
 self-describing safetensors export (``model-step{N}.safetensors`` and ``model.safetensors``),
-and a line of validation PSNR to the log. The loss log is ``log.jsonl`` (one JSON object
+and a line of validation PSNR to the log (``model.pth``, a plain state dict, for the
+single-image ``compact`` architecture; see :mod:`vsr_pipeline.train.nets`). The loss log is ``log.jsonl`` (one JSON object
 per line).
 """
 
@@ -28,8 +29,8 @@ from torch import nn
 
 from vsr_pipeline.degrade.resize import imresize
 from vsr_pipeline.errors import ConfigError
-from vsr_pipeline.models.vsrnet import VSRNet, VSRNetConfig, load_vsrnet, save_vsrnet
 from vsr_pipeline.train.data import DataConfig, DegradationConfig, WindowSampler
+from vsr_pipeline.train.nets import EXPORTS, build_network, frames_for, load_init, save_export
 from vsr_pipeline.train.losses import (
     GANLoss,
     PatchDiscriminator,
@@ -42,8 +43,6 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
-EXPORT = "model.safetensors"
-ARCHS = ("vsrnet",)
 LOSSES = ("mse", "l1", "charbonnier", "gan")
 
 
@@ -53,10 +52,10 @@ class TrainConfig:
 
     out: str  # run folder: checkpoint.pt, log.jsonl, model*.safetensors
     name: str = "vsrnet-x4"  # model name written into the exported weights
-    arch: str = "vsrnet"  # network architecture
+    arch: str = "vsrnet"  # network architecture: vsrnet | compact (SRVGGNetCompact, single image)
     scale: int = 4  # SR factor
-    features: int = 64  # vsrnet feature channels
-    blocks: int = 4  # vsrnet residual blocks
+    features: int = 64  # feature channels
+    blocks: int = 4  # vsrnet: residual blocks; compact: body convolutions
     loss: str = "mse"  # mse | l1 | charbonnier | gan (GAN + pixel + perceptual)
     steps: int = 10000  # total optimiser steps (the schedule ends here)
     batch: int = 16  # windows per step
@@ -102,24 +101,12 @@ def lr_at(step: int, config: TrainConfig) -> float:
     return config.lr * ratio
 
 
-def build_network(config: TrainConfig) -> VSRNet:
-    """A fresh network for ``config.arch``."""
-    if config.arch != "vsrnet":
-        raise ConfigError(f"Unknown architecture {config.arch!r}; choose one of {', '.join(ARCHS)}.")
-    vcfg = VSRNetConfig(scale=config.scale, frames=config.data.frames, features=config.features, blocks=config.blocks)
-    return VSRNet(vcfg, name=config.name)
-
-
-def load_init(model: VSRNet, path: Path) -> None:
-    """Copy weights from a safetensors export or a ``checkpoint.pt`` into ``model``."""
-    if path.suffix == ".safetensors":
-        src = load_vsrnet(path)
-        if src.config != model.config:
-            raise ConfigError(f"--init {path} holds a network {src.config} that differs from the one asked for {model.config}.")
-        model.load_state_dict(src.state_dict())
-    else:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
+def network_for(config: TrainConfig) -> nn.Module:
+    """A fresh network for ``config`` (architecture, scale, width, depth, frames)."""
+    return build_network(
+        config.arch, scale=config.scale, frames=frames_for(config.arch, config.data.frames),
+        features=config.features, blocks=config.blocks, name=config.name,
+    )
 
 
 def _atomic_torch_save(obj: dict, path: Path) -> None:
@@ -167,12 +154,13 @@ def train(
         raise ConfigError(f"Unknown loss {config.loss!r}; choose one of {', '.join(LOSSES)}.")
     gan = config.loss == "gan"
 
-    data_cfg = dataclasses.replace(config.data, scale=config.scale)
+    data_cfg = dataclasses.replace(config.data, scale=config.scale, frames=frames_for(config.arch, config.data.frames))
     sampler = WindowSampler(data_cfg, seed=config.seed, clips=clips, stills=stills)
     val_sampler = WindowSampler(data_cfg, seed=config.seed + 10_000, clips=sampler.clips, stills=sampler.stills)
     val_lr, val_hr = val_sampler.sample(config.val_windows)
 
-    model = build_network(config)
+    model = network_for(config)
+    export = out / EXPORTS[config.arch]
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.99))
     disc = d_opt = perceptual = None
     if gan:
@@ -221,8 +209,8 @@ def train(
             state["disc"], state["d_opt"] = disc.state_dict(), d_opt.state_dict()
         _atomic_torch_save(state, ckpt_path)
         extra = {"vsrpipe.train_step": str(step), "vsrpipe.train_config": config.to_json()}
-        save_vsrnet(model, out / f"model-step{step:06d}.safetensors", name=config.name, extra=extra)
-        save_vsrnet(model, out / EXPORT, name=config.name, extra=extra)
+        save_export(model, export.with_name(f"{export.stem}-step{step:06d}{export.suffix}"), name=config.name, extra=extra)
+        save_export(model, export, name=config.name, extra=extra)
 
     model.train()
     t0 = time.perf_counter()
@@ -273,16 +261,18 @@ def train(
                 write({"step": step, **val})
                 log.info("step %d: loss %.5f, val PSNR %.2f dB (bicubic %.2f)", step, loss.item(), val["val_psnr"], val["val_psnr_bicubic"])
                 checkpoint()
-    return out / EXPORT
+    return export
 
 
 def export_checkpoint(checkpoint: Path | str, dest: Path | str, *, name: str | None = None) -> Path:
-    """Write the network of a ``checkpoint.pt`` as a self-describing safetensors file."""
+    """Write the network of a ``checkpoint.pt`` as its export (vsrnet: safetensors, compact: .pth)."""
     state = torch.load(str(checkpoint), map_location="cpu", weights_only=True)
     config = TrainConfig.from_json(state["config"])
-    model = build_network(config)
+    model = network_for(config)
     model.load_state_dict(state["model"])
     dest = Path(dest)
+    if dest.suffix != Path(EXPORTS[config.arch]).suffix:
+        raise ConfigError(f"--export-only {dest}: a {config.arch} network is exported as {Path(EXPORTS[config.arch]).suffix}.")
     extra = {"vsrpipe.train_step": str(state["step"]), "vsrpipe.train_config": config.to_json()}
-    save_vsrnet(model, dest, name=name or config.name, extra=extra)
+    save_export(model, dest, name=name or config.name, extra=extra)
     return dest

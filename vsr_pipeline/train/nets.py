@@ -1,0 +1,85 @@
+"""The networks ``vsrpipe train`` can train, and how each is built, initialised and exported.
+
+* ``vsrnet`` — our multi-frame network, exported as a self-describing safetensors file
+  (``model.safetensors``) that ``--model`` and the registry load as :class:`VSRNet`.
+* ``compact`` — the single-image SRVGGNetCompact architecture of Real-ESRGAN ("RealESRGAN
+  Compact": ``features`` channels, ``blocks`` body convolutions, PReLU, pixel shuffle plus a
+  nearest-neighbour upsampled skip), built from spandrel's own class and exported as a plain
+  state dict ``model.pth`` (tensor names ``body.N.weight`` …) — the format people download,
+  which ``--model`` hands to spandrel like any community checkpoint.
+
+Training feeds every network windows (B, T, C, h, w); :class:`CompactNet` runs the compact
+network on the centre frame (the data sampler is set to T = 1 for it).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from vsr_pipeline.errors import ConfigError
+from vsr_pipeline.models.vsrnet import VSRNet, VSRNetConfig, load_vsrnet, save_vsrnet
+
+ARCHS = ("vsrnet", "compact")
+EXPORTS = {"vsrnet": "model.safetensors", "compact": "model.pth"}
+
+
+class CompactNet(nn.Module):
+    """SRVGGNetCompact as a training network: windows (B, T, C, h, w) -> (B, C, s·h, s·w)."""
+
+    def __init__(self, *, scale: int, features: int, convs: int) -> None:
+        super().__init__()
+        from spandrel.architectures.Compact import Compact
+
+        self.net = Compact(num_in_ch=3, num_out_ch=3, num_feat=features, num_conv=convs, upscale=scale, act_type="prelu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x[:, x.shape[1] // 2] if x.ndim == 5 else x)
+
+
+def frames_for(arch: str, frames: int) -> int:
+    """Frames per training window the architecture takes (single-image networks take one)."""
+    return 1 if arch == "compact" else frames
+
+
+def build_network(arch: str, *, scale: int, frames: int, features: int, blocks: int, name: str) -> nn.Module:
+    """A fresh network of ``arch``."""
+    if arch == "vsrnet":
+        return VSRNet(VSRNetConfig(scale=scale, frames=frames, features=features, blocks=blocks), name=name)
+    if arch == "compact":
+        if blocks < 1:
+            raise ConfigError("--arch compact needs --blocks >= 1 (the number of body convolutions, 16 in Real-ESRGAN's).")
+        return CompactNet(scale=scale, features=features, convs=blocks)
+    raise ConfigError(f"Unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}.")
+
+
+def load_init(model: nn.Module, path: Path) -> None:
+    """Copy weights from an export (``.safetensors`` for vsrnet, ``.pth`` for compact) or a ``checkpoint.pt``."""
+    if path.suffix == ".safetensors":
+        if not isinstance(model, VSRNet):
+            raise ConfigError(f"--init {path}: a safetensors export holds a vsrnet; this run trains another architecture.")
+        src = load_vsrnet(path)
+        if src.config != model.config:
+            raise ConfigError(f"--init {path} holds a network {src.config} that differs from the one asked for {model.config}.")
+        model.load_state_dict(src.state_dict())
+        return
+    state = torch.load(str(path), map_location="cpu", weights_only=True)
+    if "model" in state and "step" in state:  # a checkpoint.pt
+        model.load_state_dict(state["model"])
+    elif isinstance(model, CompactNet):
+        model.net.load_state_dict(state)
+    else:
+        raise ConfigError(f"--init {path} is neither a vsrnet export nor a checkpoint.pt.")
+
+
+def save_export(model: nn.Module, path: Path, *, name: str, extra: dict[str, str]) -> None:
+    """Write the network's deployable weights to ``path`` (atomically for ``.pth``)."""
+    if isinstance(model, CompactNet):
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save({k: v.detach().clone() for k, v in model.net.state_dict().items()}, str(tmp))
+        os.replace(tmp, path)
+    else:
+        save_vsrnet(model, path, name=name, extra=extra)

@@ -14,7 +14,7 @@ from vsr_pipeline.errors import ConfigError
 
 CUT = 4  # frames 0-3 are scene 0, 4-6 scene 1
 DEG = parse_degradation("gauss:sigma=1.0", 2)
-CFG = AdaptConfig(optimizer="sgd", method="online", lr=0.5, steps_per_frame=2, crop=8, crops=2, snapshot_every=2, seed=1)
+CFG = AdaptConfig(optimizer="sgd", method="online", budget=0.0, lr=0.5, steps_per_frame=2, crop=8, crops=2, snapshot_every=2, seed=1)
 
 
 def clip():
@@ -75,7 +75,7 @@ def test_weights_carry_within_a_scene_and_reset_at_a_cut():
     assert all(torch.equal(trained[k], v) for k, v in a.trained.state_dict().items())  # caller's model untouched
 
 
-ADAM = AdaptConfig(method="online", optimizer="adam", lr=1e-2, steps_per_frame=2, crop=8, crops=2, snapshot_every=3, seed=2)
+ADAM = AdaptConfig(method="online", budget=0.0, optimizer="adam", lr=1e-2, steps_per_frame=2, crop=8, crops=2, snapshot_every=3, seed=2)
 
 
 @pytest.mark.parametrize("cfg", [CFG, ADAM], ids=["sgd", "adam"])
@@ -100,7 +100,7 @@ def test_random_access_is_order_independent(cfg):
 def test_reset_every_bounds_the_chain():
     lr, scenes = clip()
     wins = windows_of(lr, scenes)
-    cfg = AdaptConfig(optimizer="sgd", method="online", lr=0.5, steps_per_frame=1, crop=8, reset_every=2, seed=1)
+    cfg = AdaptConfig(optimizer="sgd", method="online", budget=0.0, lr=0.5, steps_per_frame=1, crop=8, reset_every=2, seed=1)
     seq = make(cfg=cfg)
     expected = [seq.frame(wins[i], i, scenes[i]).output for i in range(len(wins))]
     fetched = []
@@ -121,7 +121,7 @@ def test_out_of_order_without_fetch_is_refused():
 def test_adapter_online_report(tmp_path):
     lr, scenes = clip()
     wins = torch.stack(windows_of(lr, scenes))  # (7, 5, 3, 12, 12)
-    adapter = Adapter(tiny_net(2), 2, AdaptConfig(optimizer="sgd", method="online", degradation="gauss:sigma=1.0", lr=0.5, crop=8, steps_per_frame=1))
+    adapter = Adapter(tiny_net(2), 2, AdaptConfig(optimizer="sgd", method="online", budget=0.0, degradation="gauss:sigma=1.0", lr=0.5, crop=8, steps_per_frame=1))
     out = adapter.process(wins, list(range(7)), scenes)
     assert out.shape == (7, 3, 24, 24) and torch.isfinite(out).all()
     rep = adapter.report.to_dict()
@@ -137,7 +137,7 @@ def test_a_held_state_survives_other_requests(monkeypatch):
     monkeypatch.setattr(online, "MAX_SNAPSHOTS", 2)
     lr, scenes = clip()
     wins = windows_of(lr, scenes)
-    cfg = AdaptConfig(method="online", steps_per_frame=1, crop=16, snapshot_every=1)
+    cfg = AdaptConfig(method="online", budget=0.0, steps_per_frame=1, crop=16, snapshot_every=1)
     asked = []
 
     def fetch(i):

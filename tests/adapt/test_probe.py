@@ -127,7 +127,7 @@ def test_masked_uses_the_probe():
     assert searched.report.frames[0].lr == 0.5
 
 
-ONLINE = dict(method="online", optimizer="sgd", steps_per_frame=2, crop=8, crops=2, snapshot_every=2, seed=1)
+ONLINE = dict(method="online", budget=0.0, optimizer="sgd", steps_per_frame=2, crop=8, crops=2, snapshot_every=2, seed=1)
 
 
 def online(cfg, fetch=None):

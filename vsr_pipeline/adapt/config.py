@@ -15,7 +15,7 @@ METHODS = registry.NAMES
 OPTIMIZERS = ("adam", "sgd")
 DEFAULT_LR = {"adam": 3e-4, "sgd": 0.005}  # chosen on bigbuckbunny (Adam) and by Lucas et al. (SGD)
 # command-line flags whose name is not the field's
-FLAGS = {"method": "--adapt", "optimizer": "--adapt-optimizer", "lr": "--adapt-lr", "mc_dropout": "--mc-dropout"}
+FLAGS = {"method": "--adapt", "optimizer": "--adapt-optimizer", "lr": "--adapt-lr", "mc_dropout": "--mc-dropout", "budget": "--adapt-budget"}
 OBJECTIVES = ("consistency", "internal", "both")
 KERNEL_METHODS = ("spectral", "kernelgan")  # estimators behind --degradation estimate (docs/kernel-estimation.md)
 
@@ -46,6 +46,7 @@ class AdaptConfig:
     mask_loss: str = "residual"  # masked: residual = ||(A'f − y) ⊙ M_d||², eq3 = ||A'(f ⊙ M) − y ⊙ M_d||² (Eq. 3 as written)
     save_masks: str | None = None  # folder for variance maps and masks (PNG), None = do not save
     steps_per_frame: int = 2  # online: steps per frame, weights and optimiser state carried to the next frame
+    budget: float = 0.5  # online: steps may cost at most this fraction of the frame's inference (fewer steps on small frames); 0 = no cap
     crop: int = 48  # online: LR crop size of a step; 0 = whole frames
     crops: int = 1  # online: crops per step (a mini-batch)
     reset_every: int = 0  # online: also restart from the trained weights every K frames (0 = only at scene cuts)
@@ -104,6 +105,8 @@ class AdaptConfig:
             raise ConfigError("--patience must be ≥ 1 and --max-steps / --steps-per-frame ≥ 0.")
         if not (0.0 <= self.guard < 1.0):
             raise ConfigError(f"--guard must be in [0, 1) (a fraction of the held-out loss; 0 = off), got {self.guard}.")
+        if not (self.budget >= 0.0):
+            raise ConfigError(f"--adapt-budget must be ≥ 0 (a fraction of the inference time; 0 = no cap), got {self.budget}.")
         if not (0.0 <= self.backtrack < 1.0):
             raise ConfigError(f"--backtrack must be in [0, 1) (0 = off), got {self.backtrack}.")
         if self.mc_passes < 2:

@@ -42,6 +42,7 @@ from vsr_pipeline.metrics import load_stlpips, psnr, ssim
 
 CLIP_SAMPLE = (0, 100, 200)  # whole clip, every 100th frame
 SEGMENT_SAMPLE = (150, 174, 198)  # the high-detail segment 150–209, every 24th frame
+SEGMENT_EVERY6 = tuple(range(150, 210, 6))  # the same segment every 6th frame (--frames segment6)
 ONLINE_FRAMES = tuple(range(150, 180))  # E5: 30 consecutive frames
 ONLINE_EVAL = ONLINE_FRAMES[::6]  # E5: frames scored (and adapted per frame for the comparison)
 
@@ -155,14 +156,15 @@ def table(name: str, rows: list[dict]) -> str:
         "| frames | Y-PSNR before | Y-PSNR after | Δ dB | Y-SSIM before | Y-SSIM after | ST-LPIPS before | ST-LPIPS after | s/frame adapt | steps |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    groups = [("clip sample", set(CLIP_SAMPLE)), ("segment 150–209 sample", set(SEGMENT_SAMPLE)), ("all scored", None)]
+    groups = [("clip sample", set(CLIP_SAMPLE)), ("segment 150–209 sample", set(SEGMENT_SAMPLE)),
+              ("segment 150–209 every 6th", set(SEGMENT_EVERY6)), ("all scored", None)]
 
     def f(v, d):
         return "–" if v is None else f"{v:.{d}f}"
 
     for label, frames in groups:
         sel = [r for r in rows if frames is None or r["frame"] in frames]
-        if not sel:
+        if not sel or (frames == set(SEGMENT_EVERY6) and len(sel) < len(SEGMENT_EVERY6)):
             continue
         pb, pa = mean(sel, "psnr_before"), mean(sel, "psnr_after")
         lines.append(
@@ -194,7 +196,7 @@ def mask_figure(keep: dict, mask_dir: Path, path: Path, size: int = 160) -> None
     overlay[0] = torch.maximum(overlay[0], crop(mask) * 0.8)
     panels = [
         ("ground truth", crop(hr)),
-        (f"vsrnet-x4-gan  {psnr(gan, hr, crop=4):.2f} dB", crop(gan)),
+        (f"{keep.get('model', 'GAN')}  {psnr(gan, hr, crop=4):.2f} dB", crop(gan)),
         (f"masked fine-tuning  {psnr(out, hr, crop=4):.2f} dB", crop(out)),
         ("MC-dropout variance (dark = high)", crop(var)[None].expand(3, -1, -1)),
         ("mask M (red) on the GAN output", overlay),
@@ -241,7 +243,8 @@ def mc_study(model, counts=(2, 5, 10, 20, 30), total: int = 50, frames=(30, 60, 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--exp", action="append", choices=[*EXPERIMENTS, "E5", "MC"], help="experiment(s) to run (repeat); MC: how few passes suffice (bigbuckbunny)")
-    ap.add_argument("--frames", type=int, nargs="*", default=None, help="frames to score (default: clip + segment samples)")
+    ap.add_argument("--frames", nargs="*", default=None,
+                    help="frames to score (default: clip + segment samples); 'segment6' adds 150–209 every 6th frame")
     ap.add_argument("--lr", type=float, default=AdaptConfig.lr)
     ap.add_argument("--max-steps", type=int, default=AdaptConfig.max_steps)
     ap.add_argument("--optimizer", default=AdaptConfig.optimizer)
@@ -266,15 +269,18 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.clip == "bigbuckbunny":
-        hr_all = load_bigbuckbunny(max(args.frames or TRAIN_SAMPLE) + 3)
-        args.frames = args.frames or list(TRAIN_SAMPLE)
+        args.frames = [int(f) for f in args.frames] if args.frames else list(TRAIN_SAMPLE)
+        hr_all = load_bigbuckbunny(max(args.frames) + 3)
     else:
         hr_all = load_bikes()
     metric = None if args.no_lpips else load_stlpips("alex")
     if metric is not None and not metric.available:
         print(f"ST-LPIPS unavailable: {metric.reason}", file=sys.stderr)
         metric = None
-    frames = tuple(args.frames) if args.frames else tuple(sorted(set(CLIP_SAMPLE) | set(SEGMENT_SAMPLE)))
+    frames = set(CLIP_SAMPLE) | set(SEGMENT_SAMPLE) if not args.frames else set()
+    for f in args.frames or ():
+        frames |= set(CLIP_SAMPLE) | set(SEGMENT_SAMPLE) | set(SEGMENT_EVERY6) if f == "segment6" else {int(f)}
+    frames = tuple(sorted(frames))
     results: dict = {"frames": frames, "args": {k: str(v) for k, v in vars(args).items()}}
     for name in args.exp or ["E1", "E2", "E3"]:
         t0 = time.perf_counter()
@@ -313,7 +319,7 @@ def main(argv: list[str] | None = None) -> None:
             method=method, degradation=spec, lr=args.lr, max_steps=args.max_steps, optimizer=args.optimizer,
             patience=args.patience, backtrack=args.backtrack, mc_passes=args.mc_passes, mask_loss=args.mask_loss, save_masks=str(args.mask_dir) if name == "E4" else None,
         )
-        keep = {"frame": 174} if name == "E4" else None
+        keep = {"frame": 174, "model": Path(args.gan).stem} if name == "E4" else None
         rows = run_per_frame(model, hr_all, spec, scale, method, frames, cfg, metric, keep=keep)
         results[name] = rows
         print(table(f"{name}: {model_name}, {spec} x{scale}, {method} ({time.perf_counter() - t0:.0f} s)", rows))

@@ -1,4 +1,4 @@
-"""The online budget: on small frames fewer steps, spread evenly, and random access stays exact."""
+"""The online budget: on small frames smaller crops, then fewer steps spread evenly; random access stays exact."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 
 from helpers import hr_clip, tiny_net
 from vsr_pipeline.adapt.config import AdaptConfig
-from vsr_pipeline.adapt.online import STEP_COST, OnlineAdapter, steps_at, steps_per_frame
+from vsr_pipeline.adapt.online import MIN_CROP, STEP_COST, OnlineAdapter, crop_size, steps_at, steps_per_frame
 from vsr_pipeline.degrade.operator import parse_degradation
 
 DEG = parse_degradation("gauss:sigma=1.0", 2)
@@ -21,19 +21,29 @@ def online(**kw) -> AdaptConfig:
     return AdaptConfig(**base)
 
 
-def test_rate_follows_the_frame_size():
+def test_crops_shrink_then_steps_thin_out_with_the_frame_size():
     cfg = online()  # defaults: 2 steps per frame, one 48² crop, budget 0.5
-    assert cfg.budget == 0.5 and STEP_COST == 3.0
-    assert steps_per_frame(cfg, (180, 320)) == 2.0  # 0.5·57600/(3·2304) = 4.17 > 2: uncapped
-    assert steps_per_frame(cfg, (72, 96)) == pytest.approx(0.5)  # 0.5·6912/6912
-    assert steps_per_frame(cfg, (96, 144)) == pytest.approx(0.5 * 96 * 144 / (3 * 48 * 48))
-    assert steps_per_frame(online(crops=2), (72, 96)) == pytest.approx(0.25)
-    assert steps_per_frame(online(crop=0), (72, 96)) == pytest.approx(0.5 / 3)  # whole frames
-    assert steps_per_frame(online(crop=100), (72, 96)) == pytest.approx(0.5 / 3)  # a crop bigger than the frame is the frame
-    assert steps_per_frame(online(crop=60), (72, 96)) == pytest.approx(0.5 * 6912 / (3 * 3600))
-    assert steps_per_frame(online(budget=0.0), (12, 12)) == 2.0
+    assert cfg.budget == 0.5 and STEP_COST == 3.0 and MIN_CROP == 24
+    # 320×180: 0.5·57600/(3·2) = 4800 px per crop > 48²: uncapped
+    assert (crop_size(cfg, (180, 320)), steps_per_frame(cfg, (180, 320))) == (48, 2.0)
+    # 96×72: 0.5·6912/6 = 576 = 24²: two steps on 24² crops
+    assert (crop_size(cfg, (72, 96)), steps_per_frame(cfg, (72, 96))) == (24, 2.0)
+    # 144×96: isqrt(1152) = 33
+    assert (crop_size(cfg, (96, 144)), steps_per_frame(cfg, (96, 144))) == (33, 2.0)
+    # 64×48: 256 px would be 16², below MIN_CROP: 24² crops, fewer steps
+    assert crop_size(cfg, (48, 64)) == 24
+    assert steps_per_frame(cfg, (48, 64)) == pytest.approx(0.5 * 3072 / (3 * 576))
+    assert crop_size(online(crops=2), (72, 96)) == 24 and steps_per_frame(online(crops=2), (72, 96)) == pytest.approx(1.0)
+    assert crop_size(online(steps_per_frame=1), (72, 96)) == 33  # isqrt(1152)
+    assert crop_size(online(crop=20), (72, 96)) == 20  # a crop asked smaller than MIN_CROP stays
+    assert crop_size(online(crop=60), (72, 96)) == 24
+    for whole in (0, 100):  # whole frames (or a crop bigger than the frame) are never shrunk
+        assert crop_size(online(crop=whole), (72, 96)) == whole
+        assert steps_per_frame(online(crop=whole), (72, 96)) == pytest.approx(0.5 / 3)
+    assert crop_size(online(budget=0.0), (72, 96)) == 48 and steps_per_frame(online(budget=0.0), (12, 12)) == 2.0
     assert steps_per_frame(online(budget=0.0, steps_per_frame=3), (12, 12)) == 3.0
-    assert steps_per_frame(online(budget=100.0), (72, 96)) == 2.0
+    assert crop_size(online(budget=100.0), (72, 96)) == 48 and steps_per_frame(online(budget=100.0), (72, 96)) == 2.0
+    assert crop_size(online(steps_per_frame=0), (72, 96)) == 48 and steps_per_frame(online(steps_per_frame=0), (72, 96)) == 0.0
 
 
 @pytest.mark.parametrize(
@@ -82,3 +92,19 @@ def test_random_access_with_a_budget_is_exact():
     ra = OnlineAdapter(tiny_net(2), 2.0, cfg, lambda s, w: DEG, fetch=lambda i: (wins[i], 0))
     for i in [4, 1, 5, 0, 3, 2, 5]:
         assert torch.equal(ra.frame(wins[i], i, 0).output, expected[i]), f"frame {i}"
+
+
+def test_the_steps_use_the_shrunk_crop(monkeypatch):
+    import vsr_pipeline.adapt.online as mod
+
+    seen = []
+    real = mod.random_crops
+    monkeypatch.setattr(mod, "random_crops", lambda w, size, count, gen: seen.append(size) or real(w, size, count, gen))
+    lr = DEG(hr_clip(frames=5, h=80, w=96))  # LR 40×48: isqrt(0.5·1920/6) = 12 -> MIN_CROP
+    cfg = online(crop=32, steps_per_frame=2, budget=0.5)
+    a = OnlineAdapter(tiny_net(2), 2.0, cfg, lambda s, w: DEG)
+    r = a.frame(lr, 0, 0)
+    assert seen == [24] * r.steps and r.steps == 1  # rate 0.5·1920/(3·576) = 0.56
+    seen.clear()
+    OnlineAdapter(tiny_net(2), 2.0, online(crop=32, steps_per_frame=2, budget=0.0), lambda s, w: DEG).frame(lr, 0, 0)
+    assert seen == [32, 32]

@@ -46,7 +46,7 @@ class AdaptConfig:
     mask_loss: str = "residual"  # masked: residual = ||(A'f − y) ⊙ M_d||², eq3 = ||A'(f ⊙ M) − y ⊙ M_d||² (Eq. 3 as written)
     save_masks: str | None = None  # folder for variance maps and masks (PNG), None = do not save
     steps_per_frame: int = 2  # online: steps per frame, weights and optimiser state carried to the next frame
-    budget: float = 0.5  # online: steps may cost at most this fraction of the frame's inference (fewer steps on small frames); 0 = no cap
+    budget: float = 0.5  # online: steps may cost at most this fraction of the frame's inference (smaller crops, then fewer steps, on small frames); 0 = no cap
     crop: int = 48  # online: LR crop size of a step; 0 = whole frames
     crops: int = 1  # online: crops per step (a mini-batch)
     reset_every: int = 0  # online: also restart from the trained weights every K frames (0 = only at scene cuts)

@@ -7,12 +7,14 @@ trained weights.
 
 **Budget.** A step on a 48² crop costs about as much as upscaling a 96×72 frame, so on
 small frames two steps per frame would triple the run time. ``budget`` caps the steps'
-compute per frame at that fraction of the frame's own inference: a step counts
-:data:`STEP_COST` forward passes over its crops' pixels, and when ``steps_per_frame`` steps
-would cost more, the chain takes fewer, spread evenly (the frame at chain position j takes
-ceil((j+1)·r) − ceil(j·r) steps at r steps per frame, so a chain's first frame always
-steps). Large frames are not affected (at 320×180 two steps on a 48² crop cost 0.24 of
-the inference).
+compute per frame at that fraction of the frame's own inference, a step counting
+:data:`STEP_COST` forward passes over its crops' pixels. Over the cap the crops shrink
+first (measured on bigbuckbunny at 96×72, E2's blur: at the same cost, two steps on 24²
+crops gained +1.06 dB, one step on 32² +0.91 dB, one step every other frame on 48² +0.72
+dB), down to :data:`MIN_CROP`; below that the chain takes fewer steps, spread evenly (the
+frame at chain position j takes ceil((j+1)·r) − ceil(j·r) steps at r steps per frame, so a
+chain's first frame always steps). Large frames are not affected (at 320×180 two steps on
+48² crops cost 0.24 of the inference).
 
 Random access (the VapourSynth filter asks for frames in any order) is reproducible by
 construction: the weights used for frame i are a pure function of the trained weights and
@@ -58,15 +60,27 @@ DegradationFor = Callable[[int, torch.Tensor], Degradation]  # (scene, window (T
 
 MAX_SNAPSHOTS = 64  # kept weight snapshots (about 1.3 MB each for vsrnet-x4)
 STEP_COST = 3.0  # a training step ≈ forward + backward ≈ three forward passes over its crops
+MIN_CROP = 24  # the budget shrinks crops down to this LR size, then takes fewer steps
+
+
+def crop_size(config: AdaptConfig, hw: tuple[int, int]) -> int:
+    """LR crop side of the steps on a frame of size ``hw``: ``crop``, shrunk to fit ``budget`` (see module doc)."""
+    h, w = hw
+    spf = config.steps_per_frame
+    if not config.budget or not spf or config.crop == 0 or (config.crop >= h and config.crop >= w):
+        return config.crop
+    fits = math.isqrt(int(config.budget * h * w / (STEP_COST * config.crops * spf)))
+    return min(config.crop, max(MIN_CROP, fits))
 
 
 def steps_per_frame(config: AdaptConfig, hw: tuple[int, int]) -> float:
-    """Steps per frame on an LR frame of size ``hw``: ``steps_per_frame``, capped by ``budget`` (see module doc)."""
+    """Steps per frame on an LR frame of size ``hw``: ``steps_per_frame``, fewer when even MIN_CROP crops exceed ``budget``."""
     h, w = hw
     if not config.budget:
         return float(config.steps_per_frame)
-    whole = config.crop == 0 or (config.crop >= h and config.crop >= w)
-    step_pixels = h * w if whole else config.crops * min(config.crop, h) * min(config.crop, w)
+    crop = crop_size(config, hw)
+    whole = crop == 0 or (crop >= h and crop >= w)
+    step_pixels = h * w if whole else config.crops * min(crop, h) * min(crop, w)
     return min(float(config.steps_per_frame), config.budget * h * w / (STEP_COST * step_pixels))
 
 
@@ -228,8 +242,10 @@ class OnlineAdapter:
             self._set_rate(rate)  # a chain starts from the trained weights with a fresh optimiser
         gen = torch.Generator().manual_seed(crop_seed(cfg.seed, index))
         losses: list[float] = []
-        for _ in range(steps_at(steps_per_frame(cfg, tuple(window.shape[-2:])), index - start)):
-            batch = random_crops(window, cfg.crop, cfg.crops, gen).to(window.device)  # (N, T, C, h, w)
+        hw = tuple(window.shape[-2:])
+        size = crop_size(cfg, hw)
+        for _ in range(steps_at(steps_per_frame(cfg, hw), index - start)):
+            batch = random_crops(window, size, cfg.crops, gen).to(window.device)  # (N, T, C, h, w)
             with torch.enable_grad():
                 _, loss = self._objective(batch, deg)(self.net)
             value = float(loss.detach())

@@ -43,8 +43,13 @@ def test_split_crops_come_from_disjoint_halves_and_are_seeded():
     again = probe.split_crops(cols, 8, 6, seed=3)
     assert torch.equal(again[0], train) and torch.equal(again[1], held)
     assert not torch.equal(probe.split_crops(cols, 8, 6, seed=4)[0], train)
-    small = probe.split_crops(cols[..., :6, :10], 48, 2, seed=0)  # crops shrink to the half
-    assert small[0].shape[-2:] == (6, 5)
+    small = probe.split_crops(cols[..., :6, :10], 48, 2, seed=0)  # crops shrink to the half, one per half
+    assert small[0].shape == small[1].shape == (1, t, c, 6, 5)
+    # a half holds 72·48 / 48² = 1.5 crop areas: one crop each (not four overlapping ones)
+    assert [x.shape[0] for x in probe.split_crops(torch.zeros(t, c, 72, 96), 48, 4, seed=0)] == [1, 1]
+    assert [x.shape[0] for x in probe.split_crops(torch.zeros(t, c, 96, 192), 48, 4, seed=0)] == [4, 4]
+    assert [x.shape[0] for x in probe.split_crops(torch.zeros(t, c, 96, 192), 48, 5, seed=0)] == [4, 4]
+    assert [x.shape[0] for x in probe.split_crops(torch.zeros(t, c, 96, 191), 48, 5, seed=0)] == [3, 4]  # halves 95 and 96 wide
 
 
 def test_candidates():

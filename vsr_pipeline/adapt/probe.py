@@ -75,9 +75,11 @@ def candidates(config: AdaptConfig) -> list[float]:
 
 
 def split_crops(window: torch.Tensor, size: int, count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Seeded crops from two disjoint halves of ``window`` (T, C, H, W) -> (train, held), each (count, T, C, s, s').
+    """Seeded crops from two disjoint halves of ``window`` (T, C, H, W) -> (train, held), each (n, T, C, s, s').
 
     The window is cut across its longer side; crops are at most ``size`` and fit in a half.
+    A half takes at most as many crops as it holds crop areas (n ≤ ``count``): on a small
+    frame more crops would only repeat the same pixels at the probe's cost.
     """
     h, w = window.shape[-2:]
     if w >= h:
@@ -89,8 +91,9 @@ def split_crops(window: torch.Tensor, size: int, count: int, seed: int) -> tuple
     for half in halves:
         hh, hw = half.shape[-2:]
         ch, cw = min(size, hh), min(size, hw)
-        tops = torch.randint(0, hh - ch + 1, (count,), generator=gen).tolist()
-        lefts = torch.randint(0, hw - cw + 1, (count,), generator=gen).tolist()
+        n = max(1, min(count, (hh * hw) // (ch * cw)))
+        tops = torch.randint(0, hh - ch + 1, (n,), generator=gen).tolist()
+        lefts = torch.randint(0, hw - cw + 1, (n,), generator=gen).tolist()
         out.append(torch.stack([half[..., a : a + ch, b : b + cw] for a, b in zip(tops, lefts)]))
     return out[0], out[1]
 

@@ -241,3 +241,38 @@ def test_guard_keeps_matched_footage_as_good_as_no_adaptation():
         deltas[name] = [y_psnr(o, hr) - none for o in outs]
     assert min(deltas["defaults"]) >= -0.05, deltas
     assert min(deltas["fixed"]) < -0.05, deltas  # the probe is what keeps it
+
+
+def test_noise_floor_keeps_the_trained_weights_without_trying_a_rate(monkeypatch):
+    assert probe.QUANT_NOISE == pytest.approx(1 / (12 * 255**2)) and probe.NOISE_FLOOR == 2 * probe.QUANT_NOISE
+    tried = []
+    real_try = probe._try
+    monkeypatch.setattr(probe, "_try", lambda *a: tried.append(a[1]) or real_try(*a))
+    net = tiny_net(2)
+    lr = lr_clip()
+    window = window_at(lr, 2)
+    before = probe.probe(net, window, objective_for, AdaptConfig(method="consistency", guard=0.02), seed=1)
+    assert tried and not before.floored
+    loss = before.heldout_before
+    tried.clear()
+    # the same window with the floor just above its held-out loss: no rate tried, trained weights kept
+    res = probe.probe(net, window, objective_for, AdaptConfig(method="consistency", guard=0.02), seed=1, floor=loss * 1.001)
+    assert res.floored and res.lr is None and res.heldout == {} and not tried and res.heldout_before == loss
+    # just below it: the probe runs as usual
+    res = probe.probe(net, window, objective_for, AdaptConfig(method="consistency", guard=0.02), seed=1, floor=loss * 0.999)
+    assert not res.floored and tried
+    # without a guard the floor does not apply (--guard 0: always adapt)
+    tried.clear()
+    res = probe.probe(net, window, objective_for, AdaptConfig(method="consistency", guard=0.0), seed=1, floor=loss * 10)
+    assert not res.floored and tried and res.lr is not None
+
+
+def test_online_probes_with_the_floor_only_for_the_consistency_objective(monkeypatch):
+    floors = []
+    monkeypatch.setattr(probe, "probe", lambda *a, **k: floors.append(a[5] if len(a) > 5 else k.get("floor")) or
+                        probe.ProbeResult(lr=None, heldout_before=1.0))
+    lr = lr_clip()
+    for objective, want in (("consistency", probe.NOISE_FLOOR), ("internal", 0.0), ("both", 0.0)):
+        cfg = AdaptConfig(method="online", objective=objective, crop=8)
+        OnlineAdapter(tiny_net(2), 2.0, cfg, lambda s, w: DEG).frame(window_at(lr, 2), 0, 0)
+        assert floors[-1] == want, objective

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vsr_pipeline.adapt import probe
 from vsr_pipeline.adapt.base import Objective, trainable_copy, upscale
 from vsr_pipeline.adapt.finetune import FinetuneMethod, FinetuneResult, check_degradation, combine, finetune
 from vsr_pipeline.adapt.internal import internal_objective
@@ -83,3 +84,7 @@ class Method(FinetuneMethod):
             internal = internal_objective(window, degradation, out_hw, self.dog, with_output=False)
             objective = combine((objective, 1.0), (internal, cfg.internal_weight))
         return objective
+
+    def noise_floor(self) -> float:
+        """The plain consistency loss has the 8-bit noise floor; with the internal loss added it has none."""
+        return probe.NOISE_FLOOR if self.ctx.config.objective == "consistency" else 0.0

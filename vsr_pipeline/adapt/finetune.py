@@ -194,12 +194,18 @@ class FinetuneMethod:
         """The loss to minimise for ``window`` (1, T, C, H, W)."""
         raise NotImplementedError
 
+    def noise_floor(self) -> float:
+        """The probe's floor for this method's objective (:data:`probe.NOISE_FLOOR` for plain consistency, else 0)."""
+        return 0.0
+
     def frame(self, window: torch.Tensor, index: int, scene: int) -> MethodResult:
         """Fine-tune a copy of the model on ``window`` (1, T, C, H, W) and return its output."""
         ctx, cfg = self.ctx, self.ctx.config
         deg = ctx.degradation(scene, window[0])
         out_hw = check_degradation(deg, tuple(window.shape[-2:]), ctx.scale)
-        lr = self.step_size(window, index, scene, lambda crops: self.objective(crops, deg, crop_size(deg, crops, ctx.scale)))
+        lr = self.step_size(
+            window, index, scene, lambda crops: self.objective(crops, deg, crop_size(deg, crops, ctx.scale)), self.noise_floor()
+        )
         if lr is None:
             return kept(ctx, window, out_hw)
         net = trainable_copy(ctx.model)

@@ -35,7 +35,7 @@ from vsr_pipeline.adapt.base import Context, MethodResult, trainable_copy, upsca
 from vsr_pipeline.adapt.dropout import with_mc_dropout
 from vsr_pipeline.adapt.consistency import consistency_objective
 from vsr_pipeline.adapt.finetune import FinetuneResult, check_degradation, crop_size, finetune, finetune_record, kept
-from vsr_pipeline.adapt.probe import StepSizes
+from vsr_pipeline.adapt.probe import NOISE_FLOOR, StepSizes
 from vsr_pipeline.adapt.uncertainty import artifact_mask, check_dropout, save_mask_images, variance_map
 from vsr_pipeline.degrade.operator import Degradation
 from vsr_pipeline.errors import ConfigError
@@ -135,7 +135,9 @@ class Method:
         ctx, cfg = self.ctx, self.ctx.config
         deg = ctx.degradation(scene, window[0])
         # the probe judges the step size on the plain consistency loss of crops (a mask needs the whole frame)
-        lr = self.step_size(window, index, scene, lambda crops: consistency_objective(crops, deg, crop_size(deg, crops, ctx.scale)))
+        lr = self.step_size(
+            window, index, scene, lambda crops: consistency_objective(crops, deg, crop_size(deg, crops, ctx.scale)), NOISE_FLOOR
+        )
         if lr is None:
             return kept(ctx, window, check_degradation(deg, tuple(window.shape[-2:]), ctx.scale))
         m = adapt_masked(

@@ -57,7 +57,8 @@ def build(name: str) -> torch.nn.Module:
     try:
         return load_model(name, scale=SCALE)
     except ModelError:
-        local = {"bicubic": lambda: Bicubic(SCALE), "vsrnet-x4": entries.VSRNET_X4.build, "vsrnet-x4-gan": entries.VSRNET_X4_GAN.build}
+        local = {"bicubic": lambda: Bicubic(SCALE), "vsrnet-x4": entries.VSRNET_X4.build, "vsrnet-x4-gan": entries.VSRNET_X4_GAN.build,
+                 "compact-x4-gan": entries.COMPACT_X4_GAN.build}
         if name in local:  # running from a source tree whose entry points are not installed
             return local[name]()
         raise
@@ -135,7 +136,8 @@ def figure(names: list[str], path: Path, frame: int = 180, size: int = 160) -> N
     for name in names:
         model = build(name).eval()
         out = quantize(model(lr[win][None]))[0]
-        label = Path(name).stem if name.endswith(".safetensors") else name
+        path = Path(name)
+        label = (path.parent.name if path.stem == "model" else path.stem) if path.suffix in (".safetensors", ".pth") else name
         panels.append((f"{label}  {psnr(out, target, crop=CROP):.2f} dB", out))
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.6))
     for ax, (title, img) in zip(axes, panels):

@@ -242,7 +242,9 @@ def mc_study(model, counts=(2, 5, 10, 20, 30), total: int = 50, frames=(30, 60, 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--exp", action="append", choices=[*EXPERIMENTS, "E5", "MC"], help="experiment(s) to run (repeat); MC: how few passes suffice (bigbuckbunny)")
+    ap.add_argument("--exp", action="append", choices=[*EXPERIMENTS, "E5", "E2online", "MC"],
+                    help="experiment(s) to run (repeat); E2online: online over --frames as one scene in E2's setting; "
+                         "MC: how few passes suffice (bigbuckbunny)")
     ap.add_argument("--frames", nargs="*", default=None,
                     help="frames to score (default: clip + segment samples); 'segment6' adds 150–209 every 6th frame")
     ap.add_argument("--lr", type=float, default=AdaptConfig.lr)
@@ -254,10 +256,13 @@ def main(argv: list[str] | None = None) -> None:
         "--clip", choices=["bikes", "bigbuckbunny"], default="bikes",
         help="bigbuckbunny (a training clip, 272×640 crop, default frames 30 60 90): for choosing settings without touching bikes",
     )
+    ap.add_argument("--guard", type=float, default=AdaptConfig.guard, help="0 with --no-lr-search: the fixed-rate runs of before the probe")
+    ap.add_argument("--no-lr-search", dest="lr_search", action="store_false")
     ap.add_argument("--mc-passes", type=int, default=AdaptConfig.mc_passes)
     ap.add_argument("--mask-loss", default=AdaptConfig.mask_loss, help="E4: residual (default) or eq3")
     ap.add_argument("--steps-per-frame", type=int, nargs="*", default=[AdaptConfig.steps_per_frame], help="E5 online budgets")
     ap.add_argument("--crop", type=int, default=AdaptConfig.crop, help="E5 online LR crop")
+    ap.add_argument("--budget", type=float, default=AdaptConfig.budget, help="E2online: online step budget")
     ap.add_argument("--crops", type=int, default=AdaptConfig.crops, help="E5 online crops per step")
     ap.add_argument("--gan", default="vsrnet-x4-gan", help="E4 model: registry name or weights path")
     ap.add_argument("--model", default="vsrnet-x4", help="E1-E3, E5 model: registry name or weights path")
@@ -292,12 +297,27 @@ def main(argv: list[str] | None = None) -> None:
                 sel = [r for r in rows if r["passes"] == n]
                 print(f"| {n} | {mean(sel, 'iou_vs_50'):.3f} | {mean(sel, 'disagree'):.3f} | {mean(sel, 'mask_fraction'):.3f} |")
             continue
+        if name == "E2online":  # E2's setting, online at the given settings over consecutive frames (one scene)
+            model = build(args.model).eval()
+            _, spec, scale, _ = EXPERIMENTS["E2"]
+            cfg = AdaptConfig(method="online", degradation=spec, lr=args.lr, optimizer=args.optimizer, guard=args.guard,
+                              lr_search=args.lr_search, budget=args.budget)
+            seq = tuple(range(frames[0], frames[-1] + 1))
+            rows = run_online(model, hr_all, spec, scale, seq, set(frames), cfg, metric)
+            lr, hr = lr_clip(hr_all, spec, scale, seq)
+            for row in rows:
+                with torch.no_grad():
+                    base = upscale(model, window(lr, row["frame"], len(hr_all)), tuple(hr.shape[-2:])).clamp(0, 1)[0]
+                row.update({f"{k}_before": v for k, v in score(base, hr[row["frame"]], scale, metric).items()})
+            results[name] = rows
+            print(table(f"E2 online over frames {seq[0]}–{seq[-1]} ({time.perf_counter() - t0:.0f} s)", rows))
+            continue
         if name == "E5":
             model = build(args.model).eval()
             _, spec, scale, _ = EXPERIMENTS["E2"]
             base_cfg = dict(
                 degradation=spec, lr=args.lr, max_steps=args.max_steps, optimizer=args.optimizer, patience=args.patience,
-                backtrack=args.backtrack,
+                backtrack=args.backtrack, guard=args.guard, lr_search=args.lr_search,
             )
             per_frame = run_per_frame(model, hr_all, spec, scale, "consistency", ONLINE_EVAL, AdaptConfig(method="consistency", **base_cfg), metric)
             results["E5"] = {"per_frame": per_frame}
@@ -313,16 +333,18 @@ def main(argv: list[str] | None = None) -> None:
                     f"(unadapted {mean(per_frame, 'psnr_before'):.2f}); s/frame {t_on:.2f} vs {t_pf:.2f} (ratio {t_on / t_pf:.3f})"
                 )
             continue
-        model_name, spec, scale, method = EXPERIMENTS[name]
+        _, spec, scale, method = EXPERIMENTS[name]
         model = build(args.gan if name == "E4" else args.model).eval()
         cfg = AdaptConfig(
             method=method, degradation=spec, lr=args.lr, max_steps=args.max_steps, optimizer=args.optimizer,
             patience=args.patience, backtrack=args.backtrack, mc_passes=args.mc_passes, mask_loss=args.mask_loss, save_masks=str(args.mask_dir) if name == "E4" else None,
+            guard=args.guard, lr_search=args.lr_search,
         )
         keep = {"frame": 174, "model": Path(args.gan).stem} if name == "E4" else None
         rows = run_per_frame(model, hr_all, spec, scale, method, frames, cfg, metric, keep=keep)
         results[name] = rows
-        print(table(f"{name}: {model_name}, {spec} x{scale}, {method} ({time.perf_counter() - t0:.0f} s)", rows))
+        used = args.gan if name == "E4" else args.model
+        print(table(f"{name}: {used}, {spec} x{scale}, {method} ({time.perf_counter() - t0:.0f} s)", rows))
         if name == "E4" and args.figure and keep and "out" in keep:
             mask_figure(keep, args.mask_dir, args.figure)
     if args.json:

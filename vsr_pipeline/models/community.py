@@ -201,3 +201,19 @@ def load_weights_file(path: Path, *, expected_scale: int | None = None) -> nn.Mo
         raise ModelError(f"Weights file {str(path)!r} is a x{descriptor.scale} {descriptor.architecture.name} model, but x{expected_scale} was expected.")
     log.info("loaded %s as %s x%d", path, descriptor.architecture.name, descriptor.scale)
     return SpandrelModel(descriptor, name=path.stem)
+
+
+def build_shipped(filename: str, name: str, scale: int) -> SpandrelModel:
+    """Load the shipped community-format weights ``models/weights/<filename>`` as model ``name`` (native ``scale``)."""
+    import dataclasses
+    from importlib import resources
+
+    from vsr_pipeline.models.vsrnet import shipped_weights
+
+    ref = shipped_weights(filename)
+    if not ref.is_file():
+        raise ModelError(f"The weights of model {name!r} ({filename}) are missing from the installation; reinstall vsr-pipeline.")
+    with resources.as_file(ref) as path:
+        model = load_weights_file(path, expected_scale=scale)
+    model.info = dataclasses.replace(model.info, name=name)
+    return model

@@ -95,11 +95,22 @@ def score(out: torch.Tensor, ref: torch.Tensor, scale: int, metric) -> dict[str,
     return row
 
 
+def scene_hook(cfg: AdaptConfig, scale: int):
+    """The per-scene kernel estimate behind ``degradation="estimate"`` (as the pipeline wires it), else None."""
+    if cfg.degradation != "estimate":
+        return None
+    from vsr_pipeline.kernels.estimate import KernelEstimator
+    from vsr_pipeline.kernels.spectral import SpectralConfig
+
+    return KernelEstimator(scale, SpectralConfig()).degradation_for_scene
+
+
 def run_per_frame(model, hr_all, spec, scale, method, frames, cfg: AdaptConfig, metric, keep=None) -> list[dict]:
     """Unadapted vs adapted on each frame of ``frames``; returns one row per frame."""
     lr, hr = lr_clip(hr_all, spec, scale, frames)
     n = len(hr_all)
     rows = []
+    hook = scene_hook(cfg, scale)
     for i in frames:
         w = window(lr, i, n)
         out_hw = tuple(hr.shape[-2:])
@@ -107,7 +118,7 @@ def run_per_frame(model, hr_all, spec, scale, method, frames, cfg: AdaptConfig, 
         with torch.no_grad():
             base = upscale(model, w, out_hw).clamp(0, 1)[0]
         t1 = time.perf_counter()
-        adapter = Adapter(model, scale, cfg)
+        adapter = Adapter(model, scale, cfg, degradation_for_scene=hook)
         out = adapter.process(w, [i], [0])[0]
         t2 = time.perf_counter()
         rec = adapter.report.frames[0]
@@ -127,7 +138,7 @@ def run_online(model, hr_all, spec, scale, frames, evaluate, cfg: AdaptConfig, m
     """Online adaptation over consecutive ``frames`` (one scene); rows for the frames in ``evaluate``."""
     lr, hr = lr_clip(hr_all, spec, scale, frames)
     n = len(hr_all)
-    adapter = Adapter(model, scale, cfg)
+    adapter = Adapter(model, scale, cfg, degradation_for_scene=scene_hook(cfg, scale))
     rows = []
     for i in frames:
         t0 = time.perf_counter()
@@ -256,6 +267,7 @@ def main(argv: list[str] | None = None) -> None:
         "--clip", choices=["bikes", "bigbuckbunny"], default="bikes",
         help="bigbuckbunny (a training clip, 272×640 crop, default frames 30 60 90): for choosing settings without touching bikes",
     )
+    ap.add_argument("--a-prime", default=None, help="A' the adaptation assumes (e.g. estimate) instead of the experiment's true one")
     ap.add_argument("--guard", type=float, default=AdaptConfig.guard, help="0 with --no-lr-search: the fixed-rate runs of before the probe")
     ap.add_argument("--no-lr-search", dest="lr_search", action="store_false")
     ap.add_argument("--mc-passes", type=int, default=AdaptConfig.mc_passes)
@@ -300,7 +312,7 @@ def main(argv: list[str] | None = None) -> None:
         if name == "E2online":  # E2's setting, online at the given settings over consecutive frames (one scene)
             model = build(args.model).eval()
             _, spec, scale, _ = EXPERIMENTS["E2"]
-            cfg = AdaptConfig(method="online", degradation=spec, lr=args.lr, optimizer=args.optimizer, guard=args.guard,
+            cfg = AdaptConfig(method="online", degradation=args.a_prime or spec, lr=args.lr, optimizer=args.optimizer, guard=args.guard,
                               lr_search=args.lr_search, budget=args.budget)
             seq = tuple(range(frames[0], frames[-1] + 1))
             rows = run_online(model, hr_all, spec, scale, seq, set(frames), cfg, metric)
@@ -336,7 +348,7 @@ def main(argv: list[str] | None = None) -> None:
         _, spec, scale, method = EXPERIMENTS[name]
         model = build(args.gan if name == "E4" else args.model).eval()
         cfg = AdaptConfig(
-            method=method, degradation=spec, lr=args.lr, max_steps=args.max_steps, optimizer=args.optimizer,
+            method=method, degradation=args.a_prime or spec, lr=args.lr, max_steps=args.max_steps, optimizer=args.optimizer,
             patience=args.patience, backtrack=args.backtrack, mc_passes=args.mc_passes, mask_loss=args.mask_loss, save_masks=str(args.mask_dir) if name == "E4" else None,
             guard=args.guard, lr_search=args.lr_search,
         )

@@ -44,3 +44,10 @@ def _shipped(name: str, description: str) -> ModelEntry:
 
 VSRNET_X4 = _shipped("vsrnet-x4", "five-frame VSR network trained here, MSE loss, bicubic x4 degradation")
 VSRNET_X4_GAN = _shipped("vsrnet-x4-gan", "vsrnet-x4 fine-tuned with GAN + perceptual loss (sharper, with GAN artifacts)")
+COMPACT_X4_GAN = ModelEntry(
+    name="compact-x4-gan",
+    scale=4,
+    frames=1,
+    description="SRVGGNetCompact (Real-ESRGAN Compact) x4 GAN trained here, single image; a spandrel-format .pth",
+    build=LazyBuilder("vsr_pipeline.models.community:build_shipped", "compact-x4-gan.pth", "compact-x4-gan", 4),
+)

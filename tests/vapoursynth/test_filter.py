@@ -93,7 +93,7 @@ def test_output_is_bit_identical_in_any_order_and_thread_count(tiny_weights, ada
     clip = rgb_clip(n=9, cut_at=5)
     opts = dict(model=str(tiny_weights), scale=2, adapt=adapt, scene_threshold=20)
     if adapt == "online":
-        opts.update(steps_per_frame=2, crop=12)
+        opts.update(steps_per_frame=2, crop=12, guard=0.0)  # adapt whatever the probe says: the subject is order
     forward = list(range(9))
     shuffled = forward[:]
     random.Random(3).shuffle(shuffled)

@@ -136,8 +136,8 @@ def figure(names: list[str], path: Path, frame: int = 180, size: int = 160) -> N
     for name in names:
         model = build(name).eval()
         out = quantize(model(lr[win][None]))[0]
-        path = Path(name)
-        label = (path.parent.name if path.stem == "model" else path.stem) if path.suffix in (".safetensors", ".pth") else name
+        given = Path(name)
+        label = (given.parent.name if given.stem == "model" else given.stem) if given.suffix in (".safetensors", ".pth") else name
         panels.append((f"{label}  {psnr(out, target, crop=CROP):.2f} dB", out))
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.6))
     for ax, (title, img) in zip(axes, panels):

@@ -132,6 +132,15 @@ def test_masked_uses_the_probe():
     assert searched.report.frames[0].lr == 0.5
 
 
+def test_masked_probes_with_the_noise_floor(monkeypatch):
+    floors = []
+    real = probe.probe
+    monkeypatch.setattr(probe, "probe", lambda *a, **k: floors.append(a[5] if len(a) > 5 else k.get("floor")) or real(*a, **k))
+    cfg = dict(method="masked", degradation="gauss:sigma=1.0", optimizer="sgd", lr=0.05, mc_passes=4, mc_dropout=0.1, max_steps=2)
+    Adapter(tiny_net(2, seed=1), 2, AdaptConfig(**cfg)).process(window_at(lr_clip(), 2)[None], [2], [0])
+    assert floors == [probe.NOISE_FLOOR]
+
+
 ONLINE = dict(method="online", budget=0.0, optimizer="sgd", steps_per_frame=2, crop=8, crops=2, snapshot_every=2, seed=1)
 
 

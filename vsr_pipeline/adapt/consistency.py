@@ -87,4 +87,4 @@ class Method(FinetuneMethod):
 
     def noise_floor(self) -> float:
         """The plain consistency loss has the 8-bit noise floor; with the internal loss added it has none."""
-        return probe.NOISE_FLOOR if self.ctx.config.objective == "consistency" else 0.0
+        return probe.floor_for(self.ctx.config)

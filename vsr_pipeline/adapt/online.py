@@ -227,9 +227,9 @@ class OnlineAdapter:
         if key not in self._rates:
             if index != start:  # a chain is always walked from its start; a missing answer is a bug
                 raise RuntimeError(f"online adaptation: no step size for the chain starting at frame {start}")
-            floor = probe.NOISE_FLOOR if cfg.objective == "consistency" else 0.0
             found = probe.probe(
-                self.trained, window, lambda crops: self._objective(crops, deg), cfg, probe.probe_seed(cfg.seed, start), floor
+                self.trained, window, lambda crops: self._objective(crops, deg), cfg, probe.probe_seed(cfg.seed, start),
+                probe.floor_for(cfg),
             )
             self._rates[key] = found.lr
         return self._rates[key]

@@ -76,6 +76,11 @@ class ProbeResult:
         return max(0.0, 1.0 - min(finite) / self.heldout_before)
 
 
+def floor_for(config: AdaptConfig) -> float:
+    """The probe's floor when its loss is the configured objective: NOISE_FLOOR for plain consistency, else 0."""
+    return NOISE_FLOOR if config.objective == "consistency" else 0.0
+
+
 def enabled(config: AdaptConfig) -> bool:
     """True when the configuration asks for a probe (``lr_search`` or a ``guard``)."""
     return config.lr_search or config.guard > 0

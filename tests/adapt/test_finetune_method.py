@@ -78,14 +78,14 @@ def test_frame_asks_the_probe_with_the_methods_own_objective_on_crops(monkeypatc
     def fake_probe(model, window, objective_for, config, seed=0, floor=0.0):
         crops = window[None].repeat(2, 1, 1, 1, 1)[..., :4, :6]  # (2, 5, 3, 4, 6)
         out, loss = objective_for(crops)(model)
-        got.update(window=window.shape, out=out, loss=float(loss), seed=seed, model=model, floor=floor, crops=crops)
+        got.update(window=window.shape, out=out, loss=float(loss.detach()), seed=seed, model=model, floor=floor, crops=crops)
         return probe.ProbeResult(lr=0.125, heldout_before=1.0)
 
     monkeypatch.setattr(probe, "probe", fake_probe)
     ctx, window, _ = setup(guard=0.02)
     r = Consistency(ctx).frame(window, 4, 1)
     assert got["window"] == (5, 3, 8, 12) and got["out"].shape == (2, 3, 8, 12)  # crops' output at 2× the crop
-    assert got["loss"] == pytest.approx(float(consistency_objective(got["crops"], DEG, (8, 12))(ctx.model)[1]))
+    assert got["loss"] == pytest.approx(float(consistency_objective(got["crops"], DEG, (8, 12))(ctx.model)[1].detach()))
     assert got["model"] is ctx.model
     assert got["seed"] == probe.probe_seed(0, 4)
     assert got["floor"] == probe.NOISE_FLOOR  # the plain consistency loss has the 8-bit noise floor

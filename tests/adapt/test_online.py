@@ -75,7 +75,7 @@ def test_weights_carry_within_a_scene_and_reset_at_a_cut():
     assert all(torch.equal(trained[k], v) for k, v in a.trained.state_dict().items())  # caller's model untouched
 
 
-ADAM = AdaptConfig(method="online", budget=0.0, optimizer="adam", lr=1e-2, steps_per_frame=2, crop=8, crops=2, snapshot_every=3, seed=2)
+ADAM = AdaptConfig(method="online", budget=0.0, guard=0.0, lr_search=False, optimizer="adam", lr=1e-2, steps_per_frame=2, crop=8, crops=2, snapshot_every=3, seed=2)
 
 
 @pytest.mark.parametrize("cfg", [CFG, ADAM], ids=["sgd", "adam"])

@@ -285,3 +285,41 @@ def test_online_probes_with_the_floor_only_for_the_consistency_objective(monkeyp
         cfg = AdaptConfig(method="online", objective=objective, crop=8)
         OnlineAdapter(tiny_net(2), 2.0, cfg, lambda s, w: DEG).frame(window_at(lr, 2), 0, 0)
         assert floors[-1] == want, objective
+
+
+def test_online_chain_starts_from_the_probes_steps(monkeypatch):
+    """The chain's first frame continues from the probe's chosen candidate (weights and optimiser), not from scratch."""
+    import vsr_pipeline.adapt.online as online_mod
+
+    lr = lr_clip(frames=6)
+    wins = [window_at(lr, i) for i in range(6)]
+    cfg = AdaptConfig(**{**ONLINE, "optimizer": "adam"}, lr=0.01, guard=0.0)
+    net = tiny_net(2, seed=1)
+    found = probe.probe(net, wins[0], objective_for, cfg, probe.probe_seed(cfg.seed, 0), probe.floor_for(cfg), keep_state=True)
+    assert found.lr is not None and found.state is not None
+    assert all(int(v["step"]) == probe.PROBE_STEPS for v in found.state[1]["state"].values())
+    assert probe.probe(net, wins[0], objective_for, cfg, probe.probe_seed(cfg.seed, 0)).state is None  # only when asked
+    a = OnlineAdapter(net, 2.0, cfg, lambda s, w: DEG)
+    first = a.frame(wins[0], 0, 0)
+    assert all(int(v["step"]) == probe.PROBE_STEPS + 2 for v in a.opt.state_dict()["state"].values())
+    # the same two steps from the probe's state by hand give the same weights
+    by_hand = OnlineAdapter(net, 2.0, AdaptConfig(**{**ONLINE, "optimizer": "adam"}, lr=found.lr, guard=0.0, lr_search=False),
+                            lambda s, w: DEG)
+    by_hand.net.load_state_dict(found.state[0])
+    by_hand.opt.load_state_dict(found.state[1])
+    gen = torch.Generator().manual_seed(online_mod.crop_seed(cfg.seed, 0))
+    for _ in range(2):
+        batch = online_mod.random_crops(wins[0], cfg.crop, cfg.crops, gen)
+        with torch.enable_grad():
+            _, loss = by_hand._objective(batch, DEG)(by_hand.net)
+        by_hand.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        by_hand.opt.step()
+    assert all(torch.equal(v, by_hand.net.state_dict()[k]) for k, v in a.net.state_dict().items())
+    # replays from the chain start still give the same frames, also after the kept state was evicted
+    expected = [first.output] + [a.frame(wins[i], i, 0).output for i in range(1, 6)]
+    monkeypatch.setattr(online_mod, "MAX_WARM", 0)
+    ra = OnlineAdapter(net, 2.0, cfg, lambda s, w: DEG, fetch=lambda i: (wins[i], 0))
+    for i in [3, 0, 5, 1]:
+        assert torch.equal(ra.frame(wins[i], i, 0).output, expected[i]), i
+    assert not ra._warm

@@ -3,7 +3,8 @@
 Within a scene the network and its optimiser state are carried from frame to frame; each
 frame gets ``steps_per_frame`` SGD steps on a few random LR crops (cheaper than whole
 frames) and is then upscaled with the updated weights. A scene cut restarts from the
-trained weights.
+trained weights — or, with the step-size probe on, from where the probe's steps at the
+chain's chosen rate ended (weights and optimiser state; :func:`probe.probe` ``keep_state``).
 
 **Budget.** A step on a 48² crop costs about as much as upscaling a 96×72 frame, so on
 small frames two steps per frame would triple the run time. ``budget`` caps the steps'
@@ -61,6 +62,7 @@ DegradationFor = Callable[[int, torch.Tensor], Degradation]  # (scene, window (T
 MAX_SNAPSHOTS = 64  # kept weight snapshots (about 1.3 MB each for vsrnet-x4)
 STEP_COST = 3.0  # a training step ≈ forward + backward ≈ three forward passes over its crops
 MIN_CROP = 24  # the budget shrinks crops down to this LR size, then takes fewer steps
+MAX_WARM = 4  # chains whose probe state (weights + optimiser) is kept for replays from their start
 
 
 def crop_size(config: AdaptConfig, hw: tuple[int, int]) -> int:
@@ -160,6 +162,7 @@ class OnlineAdapter:
         self.dog = DoGLoss(config.dog_levels, config.dog_sigma, config.dog_weight)
         self._degradations: dict[int, Degradation] = {}
         self._rates: dict[tuple[int, int], float | None] = {}  # (scene, chain start) -> the probe's rate (None: frozen)
+        self._warm: OrderedDict[tuple[int, int], tuple[dict, dict]] = OrderedDict()  # chain -> the probe's state
 
     def forget(self) -> None:
         """Drop every carried state (chains, snapshots, scene kernels): the next frame starts a new clip."""
@@ -169,6 +172,7 @@ class OnlineAdapter:
         self.starts.clear()
         self._degradations.clear()
         self._rates.clear()
+        self._warm.clear()
         self._pins.clear()
         self._held.clear()
 
@@ -218,31 +222,46 @@ class OnlineAdapter:
             return lambda net: (None, internal(net)[1])
         return combine((consistency, 1.0), (internal, self.config.internal_weight))
 
-    def _rate(self, window: torch.Tensor, index: int, scene: int, start: int, deg: Degradation) -> float | None:
-        """The chain's learning rate: the configured one, or the probe's on the chain's first window (None: frozen)."""
+    def _rate(
+        self, window: torch.Tensor, index: int, scene: int, start: int, deg: Degradation
+    ) -> tuple[float | None, tuple[dict, dict] | None]:
+        """The chain's learning rate (None: frozen) and, at its first frame, the probe's state to start from.
+
+        The rate is the configured one, or the probe's on the chain's first window. The probe's
+        state (weights and optimiser after its steps at that rate) is kept for MAX_WARM chains
+        and recomputed, identically, when a chain evicted from it is walked from its start again.
+        """
         cfg = self.config
         if not probe.enabled(cfg):
-            return cfg.learning_rate
+            return cfg.learning_rate, None
         key = (scene, start)
-        if key not in self._rates:
+        warm = self._warm.get(key)
+        if key not in self._rates or (index == start and self._rates[key] is not None and warm is None):
             if index != start:  # a chain is always walked from its start; a missing answer is a bug
                 raise RuntimeError(f"online adaptation: no step size for the chain starting at frame {start}")
             found = probe.probe(
                 self.trained, window, lambda crops: self._objective(crops, deg), cfg, probe.probe_seed(cfg.seed, start),
-                probe.floor_for(cfg),
+                probe.floor_for(cfg), keep_state=True,
             )
-            self._rates[key] = found.lr
-        return self._rates[key]
+            self._rates[key], warm = found.lr, found.state
+            if warm is not None:
+                self._warm[key] = warm
+                while len(self._warm) > MAX_WARM:
+                    self._warm.popitem(last=False)
+        return self._rates[key], warm if index == start else None
 
     def _adapt(self, window: torch.Tensor, index: int, scene: int, start: int) -> tuple[list[float], bool]:
         """Run this frame's steps on the live net; returns (losses, diverged). Restarts the chain on divergence."""
         cfg = self.config
         deg = self.degradation(scene, window)
-        rate = self._rate(window, index, scene, start, deg)
+        rate, warm = self._rate(window, index, scene, start, deg)
         if rate is None:
             return [], False  # the guard froze this chain: the trained weights serve it
         if index == start:
-            self._set_rate(rate)  # a chain starts from the trained weights with a fresh optimiser
+            if warm is not None:  # the chain starts where the probe's steps at its rate ended
+                self.net.load_state_dict(warm[0])
+                self.opt.load_state_dict(_clone_state(warm[1]))
+            self._set_rate(rate)
         gen = torch.Generator().manual_seed(crop_seed(cfg.seed, index))
         losses: list[float] = []
         hw = tuple(window.shape[-2:])

@@ -66,6 +66,7 @@ class ProbeResult:
     heldout_before: float  # held-out loss of the trained weights
     heldout: dict[float, float] = field(default_factory=dict)  # candidate rate -> held-out loss after its steps
     floored: bool = False  # the held-out loss was already under the noise floor: no rate tried
+    state: tuple[dict, dict] | None = None  # (weights, optimiser state) after the chosen rate's steps, when kept
 
     @property
     def gain(self) -> float:
@@ -126,8 +127,13 @@ def _loss(objective: Objective, net) -> float:
         return float(objective(net)[1])
 
 
-def _try(model: torch.nn.Module, lr: float, config: AdaptConfig, train: Objective, held: Objective) -> float:
-    """Held-out loss after PROBE_STEPS steps at ``lr`` from the trained weights (inf if a loss blew up)."""
+def _try(
+    model: torch.nn.Module, lr: float, config: AdaptConfig, train: Objective, held: Objective, keep: dict | None = None
+) -> float:
+    """Held-out loss after PROBE_STEPS steps at ``lr`` from the trained weights (inf if a loss blew up).
+
+    ``keep[lr]`` receives (weights, optimiser state) after the steps, when ``keep`` is given.
+    """
     net = trainable_copy(model)
     opt = make_optimizer(net, config.optimizer, lr, config.momentum)
     for _ in range(PROBE_STEPS):
@@ -139,12 +145,14 @@ def _try(model: torch.nn.Module, lr: float, config: AdaptConfig, train: Objectiv
         loss.backward()
         opt.step()
     value = _loss(held, net)
+    if keep is not None and math.isfinite(value):
+        keep[lr] = (net.state_dict(), opt.state_dict())
     return value if math.isfinite(value) else math.inf
 
 
 def probe(
     model: torch.nn.Module, window: torch.Tensor, objective_for: ObjectiveFor, config: AdaptConfig, seed: int = 0,
-    floor: float = 0.0,
+    floor: float = 0.0, keep_state: bool = False,
 ) -> ProbeResult:
     """Choose the learning rate for ``window`` (T, C, H, W), or None to keep the trained weights (see module doc).
 
@@ -152,6 +160,8 @@ def probe(
     The configured rate is tried first; when it lowers the held-out loss by the guard
     fraction (or at all, without a guard) it is kept and nothing else is tried. Otherwise,
     with ``lr_search``, every other candidate is tried and the best one kept if it passes.
+    ``keep_state``: also return the chosen candidate's weights and optimiser state after its
+    steps (online adaptation starts its chain there).
     """
     train, held = split_crops(window, PROBE_CROP, PROBE_CROPS, seed)
     train_objective, held_objective = objective_for(train), objective_for(held)
@@ -167,14 +177,21 @@ def probe(
 
     rates = candidates(config)
     first = config.learning_rate
-    result.heldout[first] = _try(model, first, config, train_objective, held_objective)
+    states: dict | None = {} if keep_state else None
+    result.heldout[first] = _try(model, first, config, train_objective, held_objective, states)
     if not passes(result.heldout[first]) or not result.heldout[first] < result.heldout_before:
         for lr in rates:
             if lr not in result.heldout:
-                result.heldout[lr] = _try(model, lr, config, train_objective, held_objective)
+                result.heldout[lr] = _try(model, lr, config, train_objective, held_objective, states)
+                if states:  # keep only the best candidate's state
+                    best = min(result.heldout, key=lambda k: result.heldout[k])
+                    for k in [k for k in states if k != best]:
+                        del states[k]
     best_lr = min(result.heldout, key=lambda k: result.heldout[k])
     if passes(result.heldout[best_lr]):
         result.lr = best_lr
+        if states is not None:
+            result.state = states.get(best_lr)
     log.debug(
         "probe: held-out loss %.3g before, best %.3g at lr %.3g -> %s",
         result.heldout_before, result.heldout[best_lr], best_lr,

@@ -58,6 +58,15 @@ EXPERIMENTS = {
 TRAIN_SAMPLE = (30, 60, 90)  # --clip bigbuckbunny: frames used to choose settings
 
 
+def build_at(name: str, scale: int) -> torch.nn.Module:
+    """``build(name)`` built for the experiment's ``scale``: a model that serves any scale (bicubic, a
+    ``vsrpipe train --arch vdsr`` export) runs natively at it — a pre-upsampling ×4 network run at ×3,
+    as the paper's E1 ran VSRResNet; the others run at their native scale and are resized."""
+    from vsr_pipeline.models.registry import is_weights_path, load_model
+
+    return load_model(name, scale=scale) if is_weights_path(name) else build(name)
+
+
 def load_bigbuckbunny(frames: int, crop: bool = True) -> torch.Tensor:
     """bigbuckbunny (training clip) frames 0..frames-1, the 272×640 crop at (320, 200): (N, 3, 272, 640).
 
@@ -346,7 +355,7 @@ def main(argv: list[str] | None = None) -> None:
                 )
             continue
         _, spec, scale, method = EXPERIMENTS[name]
-        model = build(args.gan if name == "E4" else args.model).eval()
+        model = build_at(args.gan if name == "E4" else args.model, scale).eval()
         cfg = AdaptConfig(
             method=method, degradation=args.a_prime or spec, lr=args.lr, max_steps=args.max_steps, optimizer=args.optimizer,
             patience=args.patience, backtrack=args.backtrack, mc_passes=args.mc_passes, mask_loss=args.mask_loss, save_masks=str(args.mask_dir) if name == "E4" else None,

@@ -16,7 +16,7 @@ DEG = parse_degradation("gauss:sigma=1.0", 2)
 
 
 def online(**kw) -> AdaptConfig:
-    base = dict(method="online", optimizer="sgd", lr=0.5, guard=0.0, lr_search=False, seed=3)
+    base = dict(method="online", optimizer="sgd", lr=0.5, guard=0.0, lr_search=False, seed=3, warmup=0)
     base.update(kw)
     return AdaptConfig(**base)
 

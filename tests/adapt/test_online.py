@@ -14,7 +14,7 @@ from vsr_pipeline.errors import ConfigError
 
 CUT = 4  # frames 0-3 are scene 0, 4-6 scene 1
 DEG = parse_degradation("gauss:sigma=1.0", 2)
-CFG = AdaptConfig(optimizer="sgd", method="online", budget=0.0, lr=0.5, steps_per_frame=2, crop=8, crops=2, snapshot_every=2, seed=1)
+CFG = AdaptConfig(optimizer="sgd", method="online", budget=0.0, lr=0.5, steps_per_frame=2, crop=8, crops=2, snapshot_every=2, seed=1, warmup=0)
 
 
 def clip():
@@ -41,13 +41,13 @@ def test_optimiser_state_is_carried():
     lr, scenes = clip()
     wins = windows_of(lr, scenes)
     a = make(cfg=ADAM)
-    a.frame(wins[0], 0, 0)
+    assert a.frame(wins[0], 0, 0).steps == 5  # the chain's first frame: 2 steps + 3 warm-up steps
     state = a.opt.state_dict()["state"]
-    assert state and all(int(v["step"]) == 2 for v in state.values())
-    a.frame(wins[1], 1, 0)
-    assert all(int(v["step"]) == 4 for v in a.opt.state_dict()["state"].values())
-    a.frame(wins[CUT], CUT, 1)  # a cut: fresh optimiser
-    assert all(int(v["step"]) == 2 for v in a.opt.state_dict()["state"].values())
+    assert state and all(int(v["step"]) == 5 for v in state.values())
+    assert a.frame(wins[1], 1, 0).steps == 2
+    assert all(int(v["step"]) == 7 for v in a.opt.state_dict()["state"].values())
+    assert a.frame(wins[CUT], CUT, 1).steps == 5  # a cut: fresh optimiser, warm-up again
+    assert all(int(v["step"]) == 5 for v in a.opt.state_dict()["state"].values())
 
 
 def test_weights_carry_within_a_scene_and_reset_at_a_cut():
@@ -75,7 +75,7 @@ def test_weights_carry_within_a_scene_and_reset_at_a_cut():
     assert all(torch.equal(trained[k], v) for k, v in a.trained.state_dict().items())  # caller's model untouched
 
 
-ADAM = AdaptConfig(method="online", budget=0.0, guard=0.0, lr_search=False, optimizer="adam", lr=1e-2, steps_per_frame=2, crop=8, crops=2, snapshot_every=3, seed=2)
+ADAM = AdaptConfig(method="online", budget=0.0, guard=0.0, lr_search=False, optimizer="adam", lr=1e-2, steps_per_frame=2, crop=8, crops=2, snapshot_every=3, seed=2, warmup=3)
 
 
 @pytest.mark.parametrize("cfg", [CFG, ADAM], ids=["sgd", "adam"])
@@ -121,11 +121,11 @@ def test_out_of_order_without_fetch_is_refused():
 def test_adapter_online_report(tmp_path):
     lr, scenes = clip()
     wins = torch.stack(windows_of(lr, scenes))  # (7, 5, 3, 12, 12)
-    adapter = Adapter(tiny_net(2), 2, AdaptConfig(optimizer="sgd", method="online", budget=0.0, degradation="gauss:sigma=1.0", lr=0.5, crop=8, steps_per_frame=1))
+    adapter = Adapter(tiny_net(2), 2, AdaptConfig(optimizer="sgd", method="online", budget=0.0, degradation="gauss:sigma=1.0", lr=0.5, crop=8, steps_per_frame=1, warmup=2))
     out = adapter.process(wins, list(range(7)), scenes)
     assert out.shape == (7, 3, 24, 24) and torch.isfinite(out).all()
     rep = adapter.report.to_dict()
-    assert rep["totals"]["frames"] == 7 and rep["totals"]["steps"] == 7
+    assert rep["totals"]["frames"] == 7 and rep["totals"]["steps"] == 7 + 2 * 2  # two scenes, two warm-up steps each
     adapter.report.write_json(tmp_path / "run.json")
     assert (tmp_path / "run.json").read_text().startswith("{")
 
@@ -165,3 +165,11 @@ def test_a_held_state_survives_other_requests(monkeypatch):
         else:
             assert asked == [0, 1, 2]  # without the hold the state was evicted: a full replay
             assert torch.equal(got, want[3])
+
+
+def test_warmup_is_checked():
+    with pytest.raises(ConfigError, match="--adapt-warmup must be ≥ 0"):
+        AdaptConfig(method="online", warmup=-1)
+    with pytest.raises(ConfigError, match="--adapt-warmup applies only with --adapt online"):
+        AdaptConfig(method="consistency", warmup=3)
+    assert AdaptConfig(method="online").warmup == 10

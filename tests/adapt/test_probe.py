@@ -141,7 +141,7 @@ def test_masked_probes_with_the_noise_floor(monkeypatch):
     assert floors == [probe.NOISE_FLOOR]
 
 
-ONLINE = dict(method="online", budget=0.0, optimizer="sgd", steps_per_frame=2, crop=8, crops=2, snapshot_every=2, seed=1)
+ONLINE = dict(method="online", budget=0.0, optimizer="sgd", steps_per_frame=2, crop=8, crops=2, snapshot_every=2, seed=1, warmup=0)
 
 
 def online(cfg, fetch=None):

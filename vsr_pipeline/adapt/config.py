@@ -15,7 +15,7 @@ METHODS = registry.NAMES
 OPTIMIZERS = ("adam", "sgd")
 DEFAULT_LR = {"adam": 3e-4, "sgd": 0.005}  # chosen on bigbuckbunny (Adam) and by Lucas et al. (SGD)
 # command-line flags whose name is not the field's
-FLAGS = {"method": "--adapt", "optimizer": "--adapt-optimizer", "lr": "--adapt-lr", "mc_dropout": "--mc-dropout", "budget": "--adapt-budget"}
+FLAGS = {"method": "--adapt", "optimizer": "--adapt-optimizer", "lr": "--adapt-lr", "mc_dropout": "--mc-dropout", "budget": "--adapt-budget", "warmup": "--adapt-warmup"}
 OBJECTIVES = ("consistency", "internal", "both")
 KERNEL_METHODS = ("spectral", "kernelgan")  # estimators behind --degradation estimate (docs/kernel-estimation.md)
 
@@ -30,7 +30,7 @@ class AdaptConfig:
     optimizer: str = "adam"  # adam | sgd (Lucas et al.: plain SGD, lr 0.005); see docs/adaptation.md for the choice
     lr: float | None = None  # learning rate on the mean-squared loss; None: DEFAULT_LR of the optimizer
     momentum: float = 0.0  # SGD momentum; 0 = the paper's plain SGD
-    patience: int = 2  # early stopping: stop after this many steps without a new best loss (Algorithm 1)
+    patience: int = 3  # early stopping: stop after this many steps without a new best loss (Algorithm 1; the paper: 2, with SGD)
     max_steps: int = 100  # hard cap on steps per frame for consistency / masked / internal
     backtrack: float = 0.0  # 0 = Algorithm 1 as published; in (0, 1): undo a step that brings no new minimum, retry with lr × this
     lr_search: bool = True  # when lr fails the guard on held-out crops, try lr × (10 … 0.01) and keep the best (adapt.probe)
@@ -46,6 +46,7 @@ class AdaptConfig:
     mask_loss: str = "residual"  # masked: residual = ||(A'f − y) ⊙ M_d||², eq3 = ||A'(f ⊙ M) − y ⊙ M_d||² (Eq. 3 as written)
     save_masks: str | None = None  # folder for variance maps and masks (PNG), None = do not save
     steps_per_frame: int = 2  # online: steps per frame, weights and optimiser state carried to the next frame
+    warmup: int = 10  # online: extra steps on the first frame of each chain (scene), on top of steps_per_frame; not capped by budget
     budget: float = 0.5  # online: steps may cost at most this fraction of the frame's inference (smaller crops, then fewer steps, on small frames); 0 = no cap
     crop: int = 48  # online: LR crop size of a step; 0 = whole frames
     crops: int = 1  # online: crops per step (a mini-batch)
@@ -105,6 +106,8 @@ class AdaptConfig:
             raise ConfigError("--patience must be ≥ 1 and --max-steps / --steps-per-frame ≥ 0.")
         if not (0.0 <= self.guard < 1.0):
             raise ConfigError(f"--guard must be in [0, 1) (a fraction of the held-out loss; 0 = off), got {self.guard}.")
+        if self.warmup < 0:
+            raise ConfigError(f"--adapt-warmup must be ≥ 0 (extra steps on a scene's first frame), got {self.warmup}.")
         if not (self.budget >= 0.0):
             raise ConfigError(f"--adapt-budget must be ≥ 0 (a fraction of the inference time; 0 = no cap), got {self.budget}.")
         if not (0.0 <= self.backtrack < 1.0):

@@ -57,7 +57,7 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec(
             "online", "vsr_pipeline.adapt.online",
             "weights carried from frame to frame within a scene, a few steps on crops per frame (Goyal)",
-            ("objective", "internal_weight", "steps_per_frame", "budget", "crop", "crops", "reset_every", "snapshot_every", "seed")
+            ("objective", "internal_weight", "steps_per_frame", "warmup", "budget", "crop", "crops", "reset_every", "snapshot_every", "seed")
             + _DOG,
         ),
         MethodSpec(

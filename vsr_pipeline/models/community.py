@@ -2,8 +2,9 @@
 
 ``--model path/to/file.pth|.pt|.ckpt|.safetensors`` ends up in :func:`load_weights_file`:
 
-* a ``.safetensors`` file whose metadata names ``vsrpipe.arch = vsrnet`` is one of ours and
-  is rebuilt as :class:`~vsr_pipeline.models.vsrnet.VSRNet`;
+* a ``.safetensors`` file whose metadata names ``vsrpipe.arch = vsrnet`` (or ``vdsr``) is one
+  of ours and is rebuilt as :class:`~vsr_pipeline.models.vsrnet.VSRNet` (or
+  :class:`~vsr_pipeline.models.vdsr.VDSR`, at the requested scale);
 * anything else is read as a plain state dict — safetensors, or ``torch.load`` with
   ``weights_only=True`` (a pickle that names any callable or class is refused, so loading
   never executes code; TorchScript archives are refused for the same reason) — and handed
@@ -147,16 +148,19 @@ def not_a_weights_file(path: Path) -> str | None:
     return f"is {kind}, not a weights file; give a .pth or .safetensors file" if kind[0] == "a" else f"is {kind}"
 
 
-def load_weights_file(path: Path, *, expected_scale: int | None = None) -> nn.Module:
+def load_weights_file(path: Path, *, expected_scale: int | None = None, scale: float | None = None) -> nn.Module:
     """Load a weights file as a protocol model, never executing code from it.
 
     Args:
         path: a ``.safetensors``, ``.pth``, ``.pt`` or ``.ckpt`` file.
         expected_scale: if given, a model of another native scale is refused.
+        scale: the requested output scale; a model that serves any scale (our pre-upsampling
+            ``vdsr`` files) is built at it, the others ignore it (the runner resizes).
 
     Returns:
-        :class:`~vsr_pipeline.models.vsrnet.VSRNet` for our own files, else a
-        :class:`SpandrelModel` named after the file stem, in eval mode on the CPU.
+        :class:`~vsr_pipeline.models.vsrnet.VSRNet` or :class:`~vsr_pipeline.models.vdsr.VDSR`
+        for our own files, else a :class:`SpandrelModel` named after the file stem, in eval
+        mode on the CPU.
 
     Raises:
         ModelError: missing file, unsupported suffix, corrupt file, pickled code, unknown
@@ -169,10 +173,15 @@ def load_weights_file(path: Path, *, expected_scale: int | None = None) -> nn.Mo
     suffix = path.suffix.lower()
     if suffix == SAFETENSORS_SUFFIX:
         state, meta = _read_safetensors(path)
+        from vsr_pipeline.models.vdsr import ARCH as VDSR_ARCH
         from vsr_pipeline.models.vsrnet import ARCH, META_ARCH, load_vsrnet
 
         if meta.get(META_ARCH) == ARCH:
             return load_vsrnet(path, name=path.stem, expected_scale=expected_scale)
+        if meta.get(META_ARCH) == VDSR_ARCH:  # pre-upsampling: runs natively at the requested scale
+            from vsr_pipeline.models.vdsr import load_vdsr
+
+            return load_vdsr(path, scale=scale, name=path.stem)
     elif suffix in TORCH_SUFFIXES:
         state = _read_torch_state(path)
     else:

@@ -90,7 +90,7 @@ def load_model(name: str, *, scale: float | None = None) -> "torch.nn.Module":
     if is_weights_path(name):
         from vsr_pipeline.models.community import load_weights_file
 
-        return load_weights_file(Path(name))
+        return load_weights_file(Path(name), scale=scale)
     models = available_models()
     if name not in models and os.path.lexists(name):  # a folder, fifo, ... named without a path separator
         from vsr_pipeline.models.community import load_weights_file

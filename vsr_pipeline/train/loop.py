@@ -52,10 +52,10 @@ class TrainConfig:
 
     out: str  # run folder: checkpoint.pt, log.jsonl, model*.safetensors
     name: str = "vsrnet-x4"  # model name written into the exported weights
-    arch: str = "vsrnet"  # network architecture: vsrnet | compact (SRVGGNetCompact, single image)
+    arch: str = "vsrnet"  # network architecture: vsrnet | compact (SRVGGNetCompact) | vdsr (pre-upsampling); see nets.py
     scale: int = 4  # SR factor
     features: int = 64  # feature channels
-    blocks: int = 4  # vsrnet: residual blocks; compact: body convolutions
+    blocks: int = 4  # vsrnet: residual blocks; compact: body convolutions; vdsr: convolutions
     loss: str = "mse"  # mse | l1 | charbonnier | gan (GAN + pixel + perceptual)
     steps: int = 10000  # total optimiser steps (the schedule ends here)
     batch: int = 16  # windows per step
@@ -265,7 +265,7 @@ def train(
 
 
 def export_checkpoint(checkpoint: Path | str, dest: Path | str, *, name: str | None = None) -> Path:
-    """Write the network of a ``checkpoint.pt`` as its export (vsrnet: safetensors, compact: .pth)."""
+    """Write the network of a ``checkpoint.pt`` as its export (vsrnet and vdsr: safetensors, compact: .pth)."""
     state = torch.load(str(checkpoint), map_location="cpu", weights_only=True)
     config = TrainConfig.from_json(state["config"])
     model = network_for(config)

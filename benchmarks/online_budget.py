@@ -9,7 +9,8 @@ interleaved frame by frame so that load on the shared machine hits all alike:
 * ``none``: the bare :class:`~vsr_pipeline.runner.Runner`;
 * ``online``: the Adapter at the defaults (probe, guard, ``budget`` 0.5);
 * ``online, no budget``: the same with ``budget=0`` (two steps on every frame);
-* with ``--no-probe``, both online runs also use ``guard=0, lr_search=False``.
+* with ``--no-probe``, both online runs also use ``guard=0, lr_search=False``;
+* with ``--warmup N`` (repeat), instead of the two online runs: one per warm-up N.
 
 Prints, per size, seconds per frame (total time / frames, the probe included), the ratio to
 ``none``, the steps taken, and Y-PSNR (border crop 4) of the outputs against the HR crop.
@@ -47,15 +48,19 @@ def lr_clip(size: tuple[int, int], frames: int, spec: str) -> tuple[torch.Tensor
     return torch.stack([quantize(deg(f)) for f in hr]), hr
 
 
-def measure(model, size: tuple[int, int], frames: int, spec: str, no_probe: bool) -> dict:
+def measure(model, size: tuple[int, int], frames: int, spec: str, no_probe: bool, warmups: list[int] | None = None) -> dict:
     lr, hr = lr_clip(size, frames, spec)
     n = len(lr)
     runner = Runner(model, 4, RunnerConfig(device="cpu"))
     extra = dict(guard=0.0, lr_search=False) if no_probe else {}
-    paths = {
-        "online": Adapter(model, 4, AdaptConfig(method="online", degradation=spec, **extra)),
-        "online, no budget": Adapter(model, 4, AdaptConfig(method="online", degradation=spec, budget=0.0, **extra)),
-    }
+    if warmups:  # online at each warm-up, at the default budget
+        paths = {f"online, warm-up {k}": Adapter(model, 4, AdaptConfig(method="online", degradation=spec, warmup=k, **extra))
+                 for k in warmups}
+    else:
+        paths = {
+            "online": Adapter(model, 4, AdaptConfig(method="online", degradation=spec, **extra)),
+            "online, no budget": Adapter(model, 4, AdaptConfig(method="online", degradation=spec, budget=0.0, **extra)),
+        }
     seconds = {"none": 0.0, **{k: 0.0 for k in paths}}
     scores: dict[str, list[float]] = {k: [] for k in seconds}
     for i in range(n):
@@ -86,6 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--frames", type=int, action="append", help="frames for each --size")
     ap.add_argument("--degradation", default="gauss:sigma=2")
     ap.add_argument("--no-probe", action="store_true", help="online runs without probe and guard (fixed rate)")
+    ap.add_argument("--warmup", type=int, action="append", help="instead: online at the default budget with each of these warm-ups (repeat)")
     ap.add_argument("--model", default="vsrnet-x4")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path, default=None)
@@ -100,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     print("| LR size | frames | path | s/frame | × none | steps | Y-PSNR dB | Δ vs none |\n|---|---|---|---|---|---|---|---|")
     for size, frames in zip(sizes, counts):
         w, h = (int(v) for v in size.lower().split("x"))
-        res = measure(model, (w, h), frames, args.degradation, args.no_probe)
+        res = measure(model, (w, h), frames, args.degradation, args.no_probe, args.warmup)
         results.append(res)
         base = res["rows"]["none"]["psnr"]
         for name, r in res["rows"].items():

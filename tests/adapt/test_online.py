@@ -172,4 +172,4 @@ def test_warmup_is_checked():
         AdaptConfig(method="online", warmup=-1)
     with pytest.raises(ConfigError, match="--adapt-warmup applies only with --adapt online"):
         AdaptConfig(method="consistency", warmup=3)
-    assert AdaptConfig(method="online").warmup == 10
+    assert AdaptConfig(method="online").warmup == 4

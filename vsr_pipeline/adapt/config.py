@@ -46,7 +46,7 @@ class AdaptConfig:
     mask_loss: str = "residual"  # masked: residual = ||(A'f − y) ⊙ M_d||², eq3 = ||A'(f ⊙ M) − y ⊙ M_d||² (Eq. 3 as written)
     save_masks: str | None = None  # folder for variance maps and masks (PNG), None = do not save
     steps_per_frame: int = 2  # online: steps per frame, weights and optimiser state carried to the next frame
-    warmup: int = 10  # online: extra steps on the first frame of each chain (scene), on top of steps_per_frame; not capped by budget
+    warmup: int = 4  # online: extra steps on the first frame of each chain (scene), on top of steps_per_frame; not capped by budget
     budget: float = 0.5  # online: steps may cost at most this fraction of the frame's inference (smaller crops, then fewer steps, on small frames); 0 = no cap
     crop: int = 48  # online: LR crop size of a step; 0 = whole frames
     crops: int = 1  # online: crops per step (a mini-batch)

@@ -5,9 +5,9 @@ frame gets ``steps_per_frame`` SGD steps on a few random LR crops (cheaper than 
 frames) and is then upscaled with the updated weights. A scene cut restarts from the
 trained weights — or, with the step-size probe on, from where the probe's steps at the
 chain's chosen rate ended (weights and optimiser state; :func:`probe.probe` ``keep_state``).
-A chain's first frame also takes ``warmup`` extra steps, once per chain (measured on
-bigbuckbunny, E2's blur, three 12-frame scenes: +0.18 dB without, +0.32 dB with 10, +0.32
-with 20, +0.34 with 30; 10 is the default).
+A chain's first frame also takes ``warmup`` extra steps, once per chain (chosen on
+bigbuckbunny, E2's blur: 4 steps were never worse than none and best on average over three
+settings; 10 won on short scenes and lost on longer ones; see docs/adaptation.md).
 
 **Budget.** A step on a 48² crop costs about as much as upscaling a 96×72 frame, so on
 small frames two steps per frame would triple the run time. ``budget`` caps the steps'

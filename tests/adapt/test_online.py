@@ -173,3 +173,4 @@ def test_warmup_is_checked():
     with pytest.raises(ConfigError, match="--adapt-warmup applies only with --adapt online"):
         AdaptConfig(method="consistency", warmup=3)
     assert AdaptConfig(method="online").warmup == 4
+    assert AdaptConfig(method="consistency").patience == 3  # Adam needs more than the paper's 2 (docs/adaptation.md)

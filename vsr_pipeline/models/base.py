@@ -57,3 +57,33 @@ class ModelEntry:
     build: Callable[..., "torch.nn.Module"] = field(repr=False)  # returns a module with .info
     supports_dropout: bool = False  # mirrors ModelInfo.supports_dropout
     any_scale: bool = False  # build(scale=s) makes a model native at any scale s
+
+
+META_ARCH = "vsrpipe.arch"  # safetensors metadata key naming the architecture of our own weights files
+META_CONFIG = "vsrpipe.config"  # safetensors metadata key holding the JSON hyper-parameters
+META_NAME = "vsrpipe.name"  # safetensors metadata key holding the model's registry name
+
+
+def read_safetensors(path) -> "tuple[dict[str, torch.Tensor], dict[str, str]]":
+    """(tensors, metadata) of the safetensors file ``path``; ModelError naming the file when it cannot be read."""
+    from safetensors import SafetensorError, safe_open
+
+    from vsr_pipeline.errors import ModelError
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise ModelError(f"Weights file {str(path)!r} is not a readable safetensors file ({exc}); it may be corrupt or truncated.") from None
+    return state, meta
+
+
+def read_own_weights(path, arch: str) -> "tuple[dict[str, torch.Tensor], dict[str, str]]":
+    """:func:`read_safetensors`, refusing a file whose metadata names another architecture than ``arch``."""
+    from vsr_pipeline.errors import ModelError
+
+    state, meta = read_safetensors(path)
+    if meta.get(META_ARCH) != arch:
+        raise ModelError(f"Weights file {str(path)!r} is not a {arch} file (its metadata names architecture {meta.get(META_ARCH)!r}).")
+    return state, meta

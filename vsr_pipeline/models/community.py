@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vsr_pipeline.errors import ModelError
-from vsr_pipeline.models.base import ModelInfo
+from vsr_pipeline.models.base import META_ARCH, ModelInfo, read_safetensors
 
 log = logging.getLogger(__name__)
 
@@ -93,18 +93,6 @@ def _read_torch_state(path: Path) -> dict:
         if "torchscript" in str(exc).lower() or "constants.pkl" in str(exc):
             raise ModelError(f"Weights file {str(path)!r} is a TorchScript archive, which holds code; export a state dict instead.") from None
         raise ModelError(f"Weights file {str(path)!r} is corrupt or not a PyTorch weights file ({exc}).") from None
-
-
-def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = dict(f.metadata() or {})
-            state = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise ModelError(f"Weights file {str(path)!r} is not a readable safetensors file ({exc}); it may be corrupt or truncated.") from None
-    return state, meta
 
 
 def _tensor_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:
@@ -172,9 +160,9 @@ def load_weights_file(path: Path, *, expected_scale: int | None = None, scale: f
         raise ModelError(f"--model {str(path)!r} {problem}.")
     suffix = path.suffix.lower()
     if suffix == SAFETENSORS_SUFFIX:
-        state, meta = _read_safetensors(path)
+        state, meta = read_safetensors(path)
         from vsr_pipeline.models.vdsr import ARCH as VDSR_ARCH
-        from vsr_pipeline.models.vsrnet import ARCH, META_ARCH, load_vsrnet
+        from vsr_pipeline.models.vsrnet import ARCH, load_vsrnet
 
         if meta.get(META_ARCH) == ARCH:
             return load_vsrnet(path, name=path.stem, expected_scale=expected_scale)

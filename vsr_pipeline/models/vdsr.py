@@ -29,7 +29,7 @@ from torch import nn
 
 from vsr_pipeline.degrade.resize import imresize
 from vsr_pipeline.errors import ModelError
-from vsr_pipeline.models.base import ModelInfo
+from vsr_pipeline.models.base import META_ARCH, META_CONFIG, META_NAME, ModelInfo, read_own_weights
 
 ARCH = "vdsr"
 MIN_CONVS = 8  # spandrel recognises a DnCNN without batch norm from its eighth convolution on
@@ -69,8 +69,6 @@ def save_vdsr(model: VDSR, path: Path | str, *, name: str | None = None, extra: 
     """Write the CNN's tensors (DnCNN names) and the hyper-parameters to a safetensors file, atomically."""
     from safetensors.torch import save_file
 
-    from vsr_pipeline.models.vsrnet import META_ARCH, META_CONFIG, META_NAME
-
     path = Path(path)
     meta = {META_ARCH: ARCH, META_CONFIG: _config(model), META_NAME: name or model.info.name, **(extra or {})}
     tmp = path.with_name(path.name + ".tmp.safetensors")
@@ -84,19 +82,8 @@ def load_vdsr(path: Path | str, *, scale: float | None = None, name: str | None 
 
     Raises :class:`ModelError` naming the file when it is unreadable or does not match its metadata.
     """
-    from safetensors import SafetensorError, safe_open
-
-    from vsr_pipeline.models.vsrnet import META_ARCH, META_CONFIG, META_NAME
-
     path = Path(path)
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = dict(f.metadata() or {})
-            state = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise ModelError(f"Weights file {str(path)!r} is not a readable safetensors file ({exc}); it may be corrupt or truncated.") from None
-    if meta.get(META_ARCH) != ARCH:
-        raise ModelError(f"Weights file {str(path)!r} is not a vdsr file (its metadata names architecture {meta.get(META_ARCH)!r}).")
+    state, meta = read_own_weights(path, ARCH)
     try:
         config = json.loads(meta[META_CONFIG])
         trained = int(config["scale"])

@@ -35,14 +35,11 @@ from torch import nn
 
 from vsr_pipeline.degrade.resize import imresize
 from vsr_pipeline.errors import ModelError
-from vsr_pipeline.models.base import ModelInfo
+from vsr_pipeline.models.base import META_ARCH, META_CONFIG, META_NAME, ModelInfo, read_own_weights
 
 log = logging.getLogger(__name__)
 
 ARCH = "vsrnet"
-META_ARCH = "vsrpipe.arch"  # safetensors metadata key naming the architecture
-META_CONFIG = "vsrpipe.config"  # safetensors metadata key holding the JSON config
-META_NAME = "vsrpipe.name"  # safetensors metadata key holding the model's registry name
 WEIGHTS_PACKAGE = "vsr_pipeline.models"  # shipped files live in its weights/ folder (package data)
 
 
@@ -241,19 +238,10 @@ def load_vsrnet(path: Path | str, *, name: str | None = None, expected_scale: in
     not a readable safetensors file, is not a vsrnet file, does not match its config, or has
     a scale other than ``expected_scale``.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"Weights file {str(path)!r} does not exist; reinstall vsr-pipeline or pass an existing file.")
-    try:
-        meta = read_metadata(path)
-        state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise ModelError(f"Weights file {str(path)!r} is not a readable safetensors file ({exc}); it may be corrupt or truncated.") from exc
-    if meta.get(META_ARCH) != ARCH:
-        raise ModelError(f"Weights file {str(path)!r} is not a vsrnet file (its metadata names architecture {meta.get(META_ARCH)!r}).")
+    state, meta = read_own_weights(path, ARCH)
     try:
         config = VSRNetConfig.from_json(meta[META_CONFIG])
         model = VSRNet(config, name=name or meta.get(META_NAME) or path.stem)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -260,11 +261,28 @@ def mc_study(model, counts=(2, 5, 10, 20, 30), total: int = 50, frames=(30, 60, 
     return rows
 
 
+@torch.no_grad()
+def visible_study(model, hr_all, frames) -> list[dict]:
+    """How much of a ×4 model's error (bicubic input) A' = bicubic ×4 lets through: the ceiling of Eq. 2's direct gain."""
+    _, spec, scale, _ = EXPERIMENTS["E4"]
+    lr, hr = lr_clip(hr_all, spec, scale, frames)
+    deg = parse_degradation(spec, scale)
+    rows = []
+    for i in frames:
+        err = upscale(model, window(lr, i, len(hr_all)), tuple(hr.shape[-2:])).clamp(0, 1)[0] - hr[i]
+        seen = deg(err[None])[0]
+        fraction = float(seen.pow(2).mean() / err.pow(2).mean())
+        rows.append({"frame": i, "mse": float(err.pow(2).mean()), "visible_fraction": fraction,
+                     "ceiling_db": -10 * math.log10(1 - fraction)})
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--exp", action="append", choices=[*EXPERIMENTS, "E5", "E2online", "MC"],
+    ap.add_argument("--exp", action="append", choices=[*EXPERIMENTS, "E5", "E2online", "MC", "visible"],
                     help="experiment(s) to run (repeat); E2online: online over --frames as one scene in E2's setting; "
-                         "MC: how few passes suffice (bigbuckbunny)")
+                         "MC: how few passes suffice (bigbuckbunny); visible: the share of the --gan's error A' can see (E4)")
     ap.add_argument("--frames", nargs="*", default=None,
                     help="frames to score (default: clip + segment samples); 'segment6' adds 150–209 every 6th frame")
     ap.add_argument("--lr", type=float, default=AdaptConfig.lr)
@@ -317,6 +335,12 @@ def main(argv: list[str] | None = None) -> None:
             for n in sorted({r["passes"] for r in rows}):
                 sel = [r for r in rows if r["passes"] == n]
                 print(f"| {n} | {mean(sel, 'iou_vs_50'):.3f} | {mean(sel, 'disagree'):.3f} | {mean(sel, 'mask_fraction'):.3f} |")
+            continue
+        if name == "visible":
+            rows = visible_study(build(args.gan).eval(), hr_all, frames)
+            results[name] = rows
+            print(f"visible fraction of {args.gan}'s error: {mean(rows, 'visible_fraction'):.3f} "
+                  f"(ceiling of the direct gain {mean(rows, 'ceiling_db'):+.2f} dB)")
             continue
         if name == "E2online":  # E2's setting, online at the given settings over consecutive frames (one scene)
             model = build(args.model).eval()

@@ -79,6 +79,21 @@ def read_safetensors(path) -> "tuple[dict[str, torch.Tensor], dict[str, str]]":
     return state, meta
 
 
+def write_own_weights(path, module: "torch.nn.Module", arch: str, config: str, name: str, extra: dict[str, str] | None = None) -> None:
+    """Write ``module``'s tensors and our metadata (architecture, JSON ``config``, ``name``, ``extra``) to ``path``, atomically."""
+    import os
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    meta = {META_ARCH: arch, META_CONFIG: config, META_NAME: name, **(extra or {})}
+    tmp = path.with_name(path.name + ".tmp.safetensors")
+    save_file({k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}, str(tmp), metadata=meta)
+    os.chmod(tmp, 0o644)  # safetensors creates 0600 files; weights are shared, read-only data
+    tmp.replace(path)
+
+
 def read_own_weights(path, arch: str) -> "tuple[dict[str, torch.Tensor], dict[str, str]]":
     """:func:`read_safetensors`, refusing a file whose metadata names another architecture than ``arch``."""
     from vsr_pipeline.errors import ModelError

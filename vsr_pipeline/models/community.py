@@ -162,13 +162,12 @@ def load_weights_file(path: Path, *, expected_scale: int | None = None, scale: f
     if suffix == SAFETENSORS_SUFFIX:
         state, meta = read_safetensors(path)
         from vsr_pipeline.models.vdsr import ARCH as VDSR_ARCH
+        from vsr_pipeline.models.vdsr import load_vdsr
         from vsr_pipeline.models.vsrnet import ARCH, load_vsrnet
 
         if meta.get(META_ARCH) == ARCH:
             return load_vsrnet(path, name=path.stem, expected_scale=expected_scale)
         if meta.get(META_ARCH) == VDSR_ARCH:  # pre-upsampling: runs natively at the requested scale
-            from vsr_pipeline.models.vdsr import load_vdsr
-
             return load_vdsr(path, scale=scale, name=path.stem)
     elif suffix in TORCH_SUFFIXES:
         state = _read_torch_state(path)

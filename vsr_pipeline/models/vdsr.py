@@ -21,7 +21,6 @@ rebuilds the network and runs it at the requested ``--scale``.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -29,7 +28,7 @@ from torch import nn
 
 from vsr_pipeline.degrade.resize import imresize
 from vsr_pipeline.errors import ModelError
-from vsr_pipeline.models.base import META_ARCH, META_CONFIG, META_NAME, ModelInfo, read_own_weights
+from vsr_pipeline.models.base import META_CONFIG, META_NAME, ModelInfo, read_own_weights, write_own_weights
 
 ARCH = "vdsr"
 MIN_CONVS = 8  # spandrel recognises a DnCNN without batch norm from its eighth convolution on
@@ -67,14 +66,7 @@ def _config(model: VDSR) -> str:
 
 def save_vdsr(model: VDSR, path: Path | str, *, name: str | None = None, extra: dict[str, str] | None = None) -> None:
     """Write the CNN's tensors (DnCNN names) and the hyper-parameters to a safetensors file, atomically."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    meta = {META_ARCH: ARCH, META_CONFIG: _config(model), META_NAME: name or model.info.name, **(extra or {})}
-    tmp = path.with_name(path.name + ".tmp.safetensors")
-    save_file({k: v.detach().contiguous().cpu() for k, v in model.net.state_dict().items()}, str(tmp), metadata=meta)
-    os.chmod(tmp, 0o644)
-    tmp.replace(path)
+    write_own_weights(path, model.net, ARCH, _config(model), name or model.info.name, extra)
 
 
 def load_vdsr(path: Path | str, *, scale: float | None = None, name: str | None = None) -> VDSR:

@@ -24,7 +24,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -35,7 +34,7 @@ from torch import nn
 
 from vsr_pipeline.degrade.resize import imresize
 from vsr_pipeline.errors import ModelError
-from vsr_pipeline.models.base import META_ARCH, META_CONFIG, META_NAME, ModelInfo, read_own_weights
+from vsr_pipeline.models.base import META_CONFIG, META_NAME, ModelInfo, read_own_weights, write_own_weights
 
 log = logging.getLogger(__name__)
 
@@ -211,16 +210,7 @@ def save_vsrnet(model: VSRNet, path: Path | str, *, name: str | None = None, ext
     The metadata holds ``vsrpipe.arch``, ``vsrpipe.config`` (JSON of :class:`VSRNetConfig`),
     ``vsrpipe.name`` and any ``extra`` string pairs (e.g. the training command).
     """
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    meta = {META_ARCH: ARCH, META_CONFIG: model.config.to_json(), META_NAME: name or model.info.name}
-    meta.update(extra or {})
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp.safetensors")
-    save_file(state, str(tmp), metadata=meta)
-    os.chmod(tmp, 0o644)  # safetensors creates 0600 files; weights are shared, read-only data
-    tmp.replace(path)
+    write_own_weights(path, model, ARCH, model.config.to_json(), name or model.info.name, extra)
 
 
 def read_metadata(path: Path | str) -> dict[str, str]:

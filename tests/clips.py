@@ -46,19 +46,20 @@ def make_clip(
     options: dict | None = None,
     color: dict | None = None,
     rotation: int = 0,
+    seed: int = 0,
 ) -> Clip:
     """Write a clip of ``n`` frames of :func:`pattern` and return what was written.
 
     ``pts`` (in ``time_base``) makes a VFR clip; ``audio`` adds an AAC sine track as long
     as the video; ``subtitles`` adds a text track (subrip in mkv, mov_text in mp4/mov).
-    ``color`` sets colorspace/color_range/... tags on the stream.
+    ``color`` sets colorspace/color_range/... tags on the stream; ``seed`` gives other pictures.
     """
     w, h = size
     tb = time_base or Fraction(1, fps * 100)
     if pts is None:
         step = int(round(1 / (fps * tb)))
         pts = [i * step for i in range(n)]
-    frames = [pattern(i, w, h) for i in range(n)]
+    frames = [pattern(i, w, h, seed) for i in range(n)]
     opts = {"crf": "10"} if codec in ("libx264", "libx265") else {}
     opts.update(options or {})
     with av.open(str(path), "w") as c:

@@ -23,7 +23,7 @@ from typing import Callable
 
 from vsr_pipeline.batch.faults import fault
 from vsr_pipeline.config import EnhanceConfig, StageConfig
-from vsr_pipeline.errors import VsrError
+from vsr_pipeline.errors import InputError, OutputError, VsrError
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,8 @@ class Job:
     plan: dict | None = None  # the plan (segment and join jobs)
     target: int = 0  # frames per segment (plan jobs)
     files: tuple[str, ...] = field(default_factory=tuple)  # segment files in order (join jobs)
+    hashes: tuple[str, ...] = field(default_factory=tuple)  # their SHA-256, as recorded (join jobs)
+    identity: tuple[int, int, str] | None = None  # the input's (size, mtime_ns, head_tail) when its work began
 
     @property
     def id(self) -> str:
@@ -83,8 +85,29 @@ def execute(job: Job, progress: Callable[[int], None] | None = None) -> dict:
         return {"error": f"Internal error: {type(exc).__name__}: {exc}.", "exit_code": 1}
 
 
+def check_input(job: Job) -> None:
+    """Raise :class:`InputError` when the input is no longer the file whose work began (replaced or edited meanwhile)."""
+    if job.identity is None:
+        return
+    from vsr_pipeline.batch.manifest import Identity
+
+    try:
+        now = Identity.of(job.src)
+    except OSError as exc:
+        raise InputError(f"Input file {str(job.src)!r} cannot be read any more ({exc.strerror}).") from exc
+    if now != Identity(*job.identity):
+        raise InputError(
+            f"Input file {str(job.src)!r} changed while it was being upscaled (its size, time or content differ "
+            "from when its work began); nothing was published. Run again to redo it from the start."
+        )
+
+
 def _run(job: Job, progress) -> dict:
+    import time
+
     from vsr_pipeline.io.probe import probe
+
+    t0 = time.perf_counter()
 
     if job.kind == "file":
         from vsr_pipeline.pipeline import run_enhance
@@ -94,11 +117,14 @@ def _run(job: Job, progress) -> dict:
                           stage=stage_for(cfg.stage))
         return {"frames": res.frames, "seconds": res.seconds, "lost": res.lost_frames, "report": res.adapt,
                 "output_hash": file_hash(job.dst)}
+    check_input(job)
     info = probe(job.src)
     if job.kind == "plan":
         from vsr_pipeline.batch.segments import plan_file
 
-        return {"plan": plan_file(job.src, info, job.config, job.target).to_dict()}
+        plan = plan_file(job.src, info, job.config, job.target).to_dict()
+        check_input(job)
+        return {"plan": plan, "seconds": time.perf_counter() - t0}
     from vsr_pipeline.batch.segments import Plan, encode_segment, join_segments, segment_path
 
     plan = Plan.from_dict(job.plan or {})
@@ -107,20 +133,30 @@ def _run(job: Job, progress) -> dict:
         job.work.mkdir(parents=True, exist_ok=True)
         path = segment_path(job.work, job.idx, job.dst.suffix)
         result = encode_segment(job.src, info, job.config, plan, job.idx, path, stage_for(job.config.stage), progress)
-        return {**result, "file": path.name}
+        try:
+            check_input(job)  # the frames just encoded came from the file the other segments came from
+        except InputError:
+            path.unlink(missing_ok=True)
+            raise
+        return {**result, "file": path.name, "size": path.stat().st_size, "sha256": file_hash(path)}
     if job.kind == "join":
         from vsr_pipeline.io.files import check_paths
         from vsr_pipeline.runner import output_size
 
         assert job.work is not None
         check_paths(job.src, job.dst, job.replace)
+        files = [job.work / f for f in job.files]
+        for path, want in zip(files, job.hashes):
+            if not path.is_file() or file_hash(path) != want:
+                raise OutputError(
+                    f"Segment {str(path)!r} changed after it was encoded; nothing was published. "
+                    "Run again: the segment is encoded anew."
+                )
         w, h = info.display_size
         oh, ow = output_size(h, w, job.config.scale)
-        frames = join_segments(job.src, info, job.config, [job.work / f for f in job.files], job.dst, (ow, oh),
-                               replace=job.replace)
-        if frames != plan.frames:
-            raise VsrError(f"Joined {frames} frames into {str(job.dst)!r} where {plan.frames} were planned.")
-        return {"frames": frames, "output_hash": file_hash(job.dst)}
+        frames = join_segments(job.src, info, job.config, files, job.dst, (ow, oh), replace=job.replace,
+                               expected=plan.frames, before_publish=lambda: check_input(job))
+        return {"frames": frames, "output_hash": file_hash(job.dst), "seconds": time.perf_counter() - t0}
     raise ValueError(f"unknown job kind {job.kind!r}")
 
 

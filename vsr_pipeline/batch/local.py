@@ -13,25 +13,71 @@ it (so no thread pools are forked, and a worker starts in milliseconds, not seco
 keeps its model loaded between jobs. A worker that dies (a crash in a decoder, the OOM killer)
 breaks the pool: it is rebuilt and the jobs that were running are retried, up to
 ``retries`` times each, before they count as failed.
+
+Workers never outlive the driver: each watches the driver's process (a pidfd, readable
+the moment it exits, ``kill -9`` included), stops its job when the driver is gone — its
+temporary files removed as for SIGTERM — and refuses to publish an output once the driver
+(and with it the manifest's lock) is gone. The fork server then exits with its last worker.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing as mp
+import os
 import queue
+import select
+import signal
+import threading
 import time
+from pathlib import Path
 from typing import Callable
 
 from vsr_pipeline.batch.jobs import Job, execute, limit_threads
+from vsr_pipeline.errors import OutputError, Terminated
 
 _progress_queue = None  # set in each worker process
+GRACE = 10.0  # seconds a worker whose driver died has to remove its temporary files before it is gone for good
 
 
-def _init_worker(q, workers: int) -> None:
+def _init_worker(q, workers: int, driver: int) -> None:
     global _progress_queue
     _progress_queue = q
     limit_threads(workers)
+    watch_driver(driver)
+
+
+def watch_driver(driver: int) -> None:
+    """Stop this worker process when the process ``driver`` exits, and never publish after it has.
+
+    The driver holds the manifest's lock; once it is gone nothing may appear at an output
+    path. A pidfd becomes readable when the process exits, however it died.
+    """
+    from vsr_pipeline.io import files
+
+    try:
+        pidfd = os.pidfd_open(driver)
+    except ProcessLookupError:
+        os._exit(1)  # already gone before this worker started
+
+    def gone() -> bool:
+        return bool(select.select([pidfd], [], [], 0)[0])
+
+    def guard(target: Path) -> None:
+        if gone():
+            raise OutputError(f"The batch driver stopped; {str(target)!r} was not published.")
+
+    def stop(signum, frame) -> None:
+        raise Terminated(signum)
+
+    def wait() -> None:
+        select.select([pidfd], [], [])
+        threading.Timer(GRACE, os._exit, (1,)).start()
+        os.kill(os.getpid(), signal.SIGTERM)  # unwinds the job in the main thread: its temp files are removed
+
+    files.set_publish_guard(guard)
+    signal.signal(signal.SIGTERM, stop)
+    threading.Thread(target=wait, name="vsrpipe-driver-watch", daemon=True).start()
 
 
 def _execute_in_worker(job: Job) -> dict:
@@ -78,7 +124,7 @@ class LocalEngine:
             ctx.set_forkserver_preload(["vsr_pipeline.batch.jobs", "torch"])  # imported once, in the server
             self._queue = ctx.Queue()
             self._pool = cf.ProcessPoolExecutor(self.jobs, mp_context=ctx, initializer=_init_worker,
-                                                initargs=(self._queue, self.jobs))
+                                                initargs=(self._queue, self.jobs, os.getpid()))
         self._running[self._pool.submit(_execute_in_worker, job)] = job
 
     def progress(self) -> dict[str, int]:

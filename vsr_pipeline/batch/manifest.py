@@ -9,13 +9,15 @@ them as they arrive. Schema (docs/batch.md):
 ``files``: one row per input file, keyed by its path relative to IN_DIR —
 ``size``, ``mtime_ns``, ``head_tail`` (SHA-256 of its first and last MiB): the input's
 identity; ``settings`` (hash of every option that changes the output); ``status``
-(running / done / failed); ``frames``, ``seconds``, ``output``, ``output_hash``
-(SHA-256 of the published file), ``error``, ``exit_code``, ``plan`` (JSON segment plan of
-a long file), ``updated`` (unix time).
+(queued / running / done / failed); ``frames``, ``seconds`` (worker time), ``output``
+(relative to OUT_DIR), ``output_hash`` (SHA-256 of the published file), ``output_size`` and
+``output_mtime_ns`` (checked on every run; the hash where they differ), ``error``,
+``exit_code``, ``plan`` (JSON segment plan of a long file), ``updated`` (unix time).
 
 ``segments``: one row per finished segment of a long file: ``path``, ``idx``, ``frames``,
 ``seconds``, ``file`` (its encoded file in the work folder, fsynced before the row is
-written), ``report`` (JSON adaptation records).
+written), ``report`` (JSON adaptation records), ``size`` and ``sha256`` of the file: a
+segment whose file no longer matches is encoded again.
 
 A lock file (``fcntl.flock``, released by the kernel when the process dies, so ``kill
 -9`` leaves no stale lock) keeps two batches from writing one manifest.
@@ -34,7 +36,7 @@ from pathlib import Path
 
 from vsr_pipeline.errors import OutputError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 HEAD_TAIL = 1 << 20  # bytes hashed at each end of an input for its identity
 
 _SCHEMA = """
@@ -42,13 +44,24 @@ create table if not exists meta (key text primary key, value text);
 create table if not exists files (
     path text primary key, output text, size integer, mtime_ns integer, head_tail text, settings text,
     status text not null, frames integer, seconds real, output_hash text, error text, exit_code integer,
-    plan text, updated real
+    plan text, updated real, output_size integer, output_mtime_ns integer
 );
 create table if not exists segments (
     path text not null, idx integer not null, frames integer, seconds real, file text, report text,
-    primary key (path, idx)
+    size integer, sha256 text, primary key (path, idx)
 );
 """
+# columns added since schema 1: (table, column, type); a manifest of version 1 gains them on open
+_ADDED = (("files", "output_size", "integer"), ("files", "output_mtime_ns", "integer"),
+          ("segments", "size", "integer"), ("segments", "sha256", "text"))
+
+
+_FULL_SENTENCE = "the disk is full (no space left on device); free some space and run again"
+
+
+def _is_full(exc: sqlite3.Error) -> bool:
+    """SQLite's SQLITE_FULL ("database or disk is full"), or an I/O error from a full disk."""
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
 
 
 @dataclass(frozen=True)
@@ -90,6 +103,8 @@ class FileRow:
     exit_code: int | None
     plan: str | None
     updated: float | None
+    output_size: int | None = None
+    output_mtime_ns: int | None = None
 
     @property
     def identity(self) -> Identity | None:
@@ -138,9 +153,15 @@ class Manifest:
             self.db.execute("pragma journal_mode=wal")
             self.db.execute("pragma synchronous=full")  # a committed state change survives power loss
             self.db.executescript(_SCHEMA)
-            self.db.execute("insert or ignore into meta values ('schema', ?)", (str(SCHEMA_VERSION),))
+            for table, column, kind in _ADDED:
+                have = {r[1] for r in self.db.execute(f"pragma table_info({table})")}
+                if column not in have:
+                    self.db.execute(f"alter table {table} add column {column} {kind}")
+            self.db.execute("insert or replace into meta values ('schema', ?)", (str(SCHEMA_VERSION),))
         except sqlite3.DatabaseError as exc:
             self.close()
+            if _is_full(exc):
+                raise OutputError(f"Cannot write the batch manifest {str(self.path)!r}: {_FULL_SENTENCE}.") from exc
             raise OutputError(f"The batch manifest {str(self.path)!r} is unreadable ({exc}); move it away to start afresh.") from exc
 
     def close(self) -> None:
@@ -157,11 +178,15 @@ class Manifest:
         from vsr_pipeline.batch.faults import fault
 
         assert self.db is not None
-        with self.db:  # commits, or rolls back on an exception
-            self.db.execute("begin immediate")
-            for sql, args in sql_args:
-                self.db.execute(sql, args)
-            fault("manifest")  # tests: kill -9 inside an open transaction
+        try:
+            with self.db:  # commits, or rolls back on an exception
+                self.db.execute("begin immediate")
+                for sql, args in sql_args:
+                    self.db.execute(sql, args)
+                fault("manifest")  # tests: kill -9 inside an open transaction
+        except sqlite3.OperationalError as exc:  # the change is rolled back: the manifest still tells the truth
+            why = _FULL_SENTENCE if _is_full(exc) else str(exc)
+            raise OutputError(f"Cannot record progress in the batch manifest {str(self.path)!r}: {why}.") from exc
 
     def get(self, path: str) -> FileRow | None:
         """The row of the input ``path`` (relative to IN_DIR), or None."""
@@ -177,12 +202,12 @@ class Manifest:
         return [FileRow(*r) for r in cur.fetchall()]
 
     def start(self, path: str, output: str, identity: Identity, settings: str, *, keep_segments: bool) -> None:
-        """Mark ``path`` running for ``identity``/``settings``; without ``keep_segments`` its old plan and segments go."""
+        """Mark ``path`` queued for ``identity``/``settings``; without ``keep_segments`` its old plan and segments go."""
         stmts = [(
             "insert into files (path, output, size, mtime_ns, head_tail, settings, status, updated) "
-            "values (?, ?, ?, ?, ?, ?, 'running', ?) on conflict(path) do update set output=excluded.output, "
+            "values (?, ?, ?, ?, ?, ?, 'queued', ?) on conflict(path) do update set output=excluded.output, "
             "size=excluded.size, mtime_ns=excluded.mtime_ns, head_tail=excluded.head_tail, settings=excluded.settings, "
-            "status='running', error=null, exit_code=null, updated=excluded.updated",
+            "status='queued', error=null, exit_code=null, updated=excluded.updated",
             (path, output, identity.size, identity.mtime_ns, identity.head_tail, settings, time.time()),
         )]
         if not keep_segments:
@@ -190,31 +215,48 @@ class Manifest:
             stmts.append(("delete from segments where path=?", (path,)))
         self._write(stmts)
 
+    def running(self, path: str) -> None:
+        """Mark ``path`` running: a worker has started on it."""
+        self._write([("update files set status='running', updated=? where path=? and status='queued'", (time.time(), path))])
+
+    def requeue(self) -> None:
+        """Put every running file back in the queue (the engine could not start, or stopped)."""
+        self._write([("update files set status='queued', updated=? where status='running'", (time.time(),))])
+
+    def set_output(self, path: str, size: int, mtime_ns: int) -> None:
+        """Record the size and mtime of a done file's output as found now (its hash was checked)."""
+        self._write([("update files set output_size=?, output_mtime_ns=? where path=?", (size, mtime_ns, path))])
+
     def set_plan(self, path: str, plan: dict) -> None:
         """Record the segment plan of a long file."""
         self._write([("update files set plan=?, updated=? where path=?", (json.dumps(plan), time.time(), path))])
 
-    def segment_done(self, path: str, idx: int, frames: int, seconds: float, file: str, report: dict | None) -> None:
-        """Record a finished (encoded and fsynced) segment."""
+    def segment_done(self, path: str, idx: int, frames: int, seconds: float, file: str, report: dict | None,
+                     size: int, sha256: str) -> None:
+        """Record a finished (encoded and fsynced) segment, with its file's size and hash."""
         self._write([(
-            "insert or replace into segments values (?, ?, ?, ?, ?, ?)",
-            (path, idx, frames, seconds, file, json.dumps(report) if report is not None else None),
+            "insert or replace into segments (path, idx, frames, seconds, file, report, size, sha256) "
+            "values (?, ?, ?, ?, ?, ?, ?, ?)",
+            (path, idx, frames, seconds, file, json.dumps(report) if report is not None else None, size, sha256),
         )])
 
     def segments(self, path: str) -> dict[int, dict]:
-        """The finished segments of ``path``: idx -> {frames, seconds, file, report}."""
+        """The finished segments of ``path``: idx -> {frames, seconds, file, report, size, sha256}."""
         assert self.db is not None
-        cur = self.db.execute("select idx, frames, seconds, file, report from segments where path=? order by idx", (path,))
+        cur = self.db.execute(
+            "select idx, frames, seconds, file, report, size, sha256 from segments where path=? order by idx", (path,))
         return {
-            i: {"frames": f, "seconds": s, "file": fl, "report": json.loads(r) if r else None}
-            for i, f, s, fl, r in cur.fetchall()
+            i: {"frames": f, "seconds": s, "file": fl, "report": json.loads(r) if r else None, "size": n, "sha256": h}
+            for i, f, s, fl, r, n, h in cur.fetchall()
         }
 
-    def done(self, path: str, frames: int, seconds: float, output_hash: str) -> None:
-        """Mark ``path`` done (its output is published); its segments are forgotten."""
+    def done(self, path: str, frames: int, seconds: float, output_hash: str, output_size: int | None = None,
+             output_mtime_ns: int | None = None) -> None:
+        """Mark ``path`` done (its output is published, with this hash, size and mtime); its segments are forgotten."""
         self._write([
-            ("update files set status='done', frames=?, seconds=?, output_hash=?, error=null, exit_code=null, plan=null, "
-             "updated=? where path=?", (frames, seconds, output_hash, time.time(), path)),
+            ("update files set status='done', frames=?, seconds=?, output_hash=?, output_size=?, output_mtime_ns=?, "
+             "error=null, exit_code=null, plan=null, updated=? where path=?",
+             (frames, seconds, output_hash, output_size, output_mtime_ns, time.time(), path)),
             ("delete from segments where path=?", (path,)),
         ])
 

@@ -15,13 +15,24 @@ from vsr_pipeline.batch.plan import Item
 from vsr_pipeline.batch.runner import BatchOptions, Driver
 from vsr_pipeline.config import EnhanceConfig
 from vsr_pipeline.errors import ConfigError, DecodeError, InputError, ModelError, OutputError, VsrError
+from vsr_pipeline.io.files import NAME_MAX, fitting_name
 
 _ERRORS = {3: InputError, 4: OutputError, 5: ModelError, 6: DecodeError, 7: ConfigError}
 
 
 def work_folder_for(dst: Path) -> Path:
-    """The hidden work folder of a resumable run writing ``dst``."""
-    return dst.parent / f".{dst.name}.vsrpipe"
+    """The hidden work folder of a resumable run writing ``dst`` (its name cut to fit, as temp names are)."""
+    return dst.parent / f".{fitting_name(dst.name, NAME_MAX - 9)}.vsrpipe"
+
+
+def refuse_links(*folders: Path) -> None:
+    """Refuse a work folder (or one inside it) that is a symbolic link: the work would land wherever it points."""
+    for folder in folders:
+        if folder.is_symlink():
+            raise OutputError(
+                f"The work folder {str(folder)!r} is a symbolic link; vsrpipe will not follow it. "
+                "Remove the link and run again."
+            )
 
 
 def enhance_resumable(src: Path | str, dst: Path | str, config: EnhanceConfig, progress=None, *,
@@ -33,7 +44,7 @@ def enhance_resumable(src: Path | str, dst: Path | str, config: EnhanceConfig, p
     finished segments stay in the work folder for the next ``--resume``.
     """
     from vsr_pipeline.batch.jobs import stage_for
-    from vsr_pipeline.io.files import check_paths
+    from vsr_pipeline.io.files import check_paths, check_report_path
     from vsr_pipeline.io.probe import probe
     from vsr_pipeline.pipeline import EnhanceResult, write_report
 
@@ -43,14 +54,17 @@ def enhance_resumable(src: Path | str, dst: Path | str, config: EnhanceConfig, p
     if config.on_error != "stop":
         raise ConfigError("--resume needs --on-error stop (frames lost to damage would shift the segments).")
     work = work_folder_for(dst)
+    refuse_links(work, work / "segments")
     check_paths(src, dst, overwrite=config.overwrite or work.is_dir())  # an output of ours is judged below
-    if config.report is not None and Path(config.report).resolve() in (src.resolve(), dst.resolve()):
-        raise OutputError(f"--report {str(config.report)!r} would overwrite a video; choose another path.")
+    if config.report is not None:
+        check_report_path(config.report, overwrite=config.overwrite, used=(src, dst, work, config.model))
     info = probe(src)
     stage = stage_for(config.stage)  # model errors before any work is recorded
     on_progress = (lambda snap: progress(snap.frames_done, snap.frames_total or None)) if progress else None
-    driver = Driver(config, BatchOptions(segment_frames=max(1, segment_frames)), work_for=lambda key: work / "segments",
-                    progress=on_progress, always_segments=True)
+    # a resumed run retries a recorded failure: the user asked for this one file again
+    options = BatchOptions(segment_frames=max(1, segment_frames), retry_failed=True)
+    driver = Driver(config, options, out_dir=dst.parent, work_for=lambda key: work / "segments", progress=on_progress,
+                    always_segments=True)
     with Manifest(work) as manifest:
         batch = driver.run(manifest, [Item(dst.name, src, dst)], [])
     outcome = batch.outcomes[0]
@@ -64,6 +78,6 @@ def enhance_resumable(src: Path | str, dst: Path | str, config: EnhanceConfig, p
         output_size=(ow, oh), model=stage.name, device=str(stage.device), adapt=outcome.report,
     )
     if config.report is not None:
-        write_report(config.report, result)
+        write_report(config.report, result, replace=config.overwrite)
     return result
 

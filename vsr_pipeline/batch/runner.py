@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import time
 from collections import deque
@@ -23,13 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from vsr_pipeline.batch.jobs import Job
+from vsr_pipeline.batch.jobs import Job, file_hash
 from vsr_pipeline.batch.manifest import Identity, Manifest
 from vsr_pipeline.batch.plan import WORK_DIR, Item, Skipped, scan, settings_hash, work_folder
 from vsr_pipeline.batch.segments import Plan, merge_reports, segment_path
 from vsr_pipeline.config import EnhanceConfig
 from vsr_pipeline.errors import EXIT_SOME_FAILED, ConfigError, OutputError, VsrError
-from vsr_pipeline.io.files import remove_stale_temps
+from vsr_pipeline.io.files import check_report_path, remove_stale_temps, write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ class Outcome:
     reason: str | None = None  # why skipped or failed; for done: how (resumed, redone)
     output: str | None = None
     frames: int | None = None
-    seconds: float | None = None
+    seconds: float | None = None  # worker time spent on it in this run (its queue wait not counted)
     exit_code: int | None = None
     report: dict | None = field(default=None, repr=False)  # adaptation report (done files)
 
@@ -128,7 +129,7 @@ class _Task:
     replace: bool
     expected: int
     work: Path
-    started: float
+    identity: tuple[int, int, str]
     segmented: bool = False
     plan: Plan | None = None
     pending: set[int] = field(default_factory=set)
@@ -136,22 +137,39 @@ class _Task:
     resumed: int = 0  # segments found finished from an earlier run
     failed: bool = False
     reason: str | None = None
+    submitted: bool = False  # a job of it went to a worker (the manifest says running)
+    seconds: float = 0.0  # worker time of its jobs in this run
+    how: str | None = None  # a note for its outcome (redone because ...)
 
 
 def run_batch(in_dir: Path | str, out_dir: Path | str, config: EnhanceConfig, options: BatchOptions = BatchOptions(),
-              progress: Callable[[Snapshot], None] | None = None) -> BatchResult:
-    """Upscale every video in ``in_dir`` into the mirrored tree ``out_dir``; see docs/batch.md."""
-    in_dir, out_dir = Path(in_dir), Path(out_dir)
+              progress: Callable[[Snapshot], None] | None = None, *, report: Path | str | None = None) -> BatchResult:
+    """Upscale every video in ``in_dir`` into the mirrored tree ``out_dir``; see docs/batch.md.
+
+    ``report``: write the batch report there as JSON (never over a file the batch reads or
+    writes; over an existing file only with ``config.overwrite``).
+    """
+    # absolute before anything reaches a worker: Ray workers run in the folder `ray start` ran in
+    in_dir, out_dir = Path(in_dir).absolute(), Path(out_dir).absolute()
     if config.adapt.save_masks is not None:
         raise ConfigError("--save-masks works with one file; use vsrpipe enhance.")
     items, skipped = scan(in_dir, out_dir, patterns=options.patterns, recursive=options.recursive, ext=options.ext)
+    from vsr_pipeline.batch.resume import refuse_links
+
+    refuse_links(out_dir / WORK_DIR, out_dir / WORK_DIR / "work")
+    if report is not None:
+        used = [out_dir / WORK_DIR, Path(config.model)] + [i.src for i in items] + [i.dst for i in items]
+        check_report_path(report, overwrite=config.overwrite, used=used)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"Cannot create the output folder {str(out_dir)!r} ({exc.strerror}).") from exc
-    driver = Driver(config, options, work_for=lambda key: work_folder(out_dir, key), progress=progress)
+    driver = Driver(config, options, out_dir=out_dir, work_for=lambda key: work_folder(out_dir, key), progress=progress)
     with Manifest(out_dir / WORK_DIR) as manifest:
-        return driver.run(manifest, items, skipped)
+        result = driver.run(manifest, items, skipped)
+    if report is not None:
+        write_bytes_atomic(report, json.dumps(result.to_dict(), indent=2).encode(), replace=config.overwrite)
+    return result
 
 
 def make_engine(options: BatchOptions, config: EnhanceConfig, tick: Callable[[], None] | None = None):
@@ -170,10 +188,11 @@ def make_engine(options: BatchOptions, config: EnhanceConfig, tick: Callable[[],
 class Driver:
     """One batch run over a list of items, with one manifest and one engine."""
 
-    def __init__(self, config: EnhanceConfig, options: BatchOptions, *, work_for: Callable[[str], Path],
+    def __init__(self, config: EnhanceConfig, options: BatchOptions, *, out_dir: Path, work_for: Callable[[str], Path],
                  progress: Callable[[Snapshot], None] | None = None, always_segments: bool = False) -> None:
         self.config = config
         self.options = options
+        self.out_dir = Path(out_dir).absolute()  # outputs are recorded relative to it
         self.work_for = work_for
         self.on_progress = progress
         self.always_segments = always_segments
@@ -198,11 +217,22 @@ class Driver:
             while self.ready or (self.engine is not None and self.engine.busy):
                 while self.ready and self.engine.free:
                     job = self.ready.popleft()
-                    if not self.tasks[job.key].failed:
-                        self.engine.submit(job)
+                    task = self.tasks[job.key]
+                    if task.failed:
+                        continue
+                    if not task.submitted:
+                        self.m.running(job.key)
+                        task.submitted = True
+                    self.engine.submit(job)
                 for job, result in self.engine.poll(0.5):
                     self._handle(job, result)
                 self._tick(force=True)
+        except BaseException:
+            try:
+                self.m.requeue()  # nothing of theirs was published: the next run starts them again
+            except VsrError:
+                pass
+            raise
         finally:
             if self.engine is not None:
                 self.engine.close()
@@ -220,14 +250,19 @@ class Driver:
         settings = settings_hash(cfg, item.dst.suffix)
         row = self.m.get(key)
         same = row is not None and row.identity == ident and row.settings == settings
+        how = None
         if same and row.status == "done" and item.dst.exists():
-            self.outcomes[key] = Outcome(key, "skipped", "unchanged since it was done", str(item.dst), row.frames)
-            return
+            if self._intact(row, item.dst):
+                self.outcomes[key] = Outcome(key, "skipped", "unchanged since it was done", str(item.dst), row.frames)
+                return
+            how = "redone: its output had changed since it was done"
+            log.warning("%s: the output %s is not the file this batch published; doing it again", key, item.dst)
         if same and row.status == "failed" and not self.options.retry_failed:
             reason = f"{row.error} (an earlier run; pass --retry-failed to retry)"
             self.outcomes[key] = Outcome(key, "failed", reason, str(item.dst), exit_code=row.exit_code)
             return
-        ours = row is not None and row.output == str(item.dst) and (row.status in ("running", "done") or bool(row.output_hash))
+        ours = (row is not None and self._same_output(row.output, item.dst)
+                and (row.status in ("queued", "running", "done") or bool(row.output_hash)))
         replace = cfg.overwrite or ours
         remove_stale_temps(item.dst)  # only temp files of dead processes: a live run keeps its own
         from vsr_pipeline.io.probe import probe
@@ -245,24 +280,52 @@ class Driver:
         except OSError as exc:
             self._fail_early(item, ident, settings, f"Cannot create the output folder {str(item.dst.parent)!r} ({exc.strerror}).", 4)
             return
-        self.m.start(key, str(item.dst), ident, settings, keep_segments=same)
+        self.m.start(key, self._relative(item.dst), ident, settings, keep_segments=same)
         from vsr_pipeline.io.transcode import expected_frames
 
         expected = expected_frames(info, cfg.start, cfg.duration) or 0
         work = self.work_for(key)
         segmented = (self.options.segment_frames > 0 and cfg.start is None and cfg.duration is None
                      and cfg.on_error == "stop" and (self.always_segments or expected > self.options.segment_frames))
-        task = self.tasks[key] = _Task(item, replace, expected, work, time.perf_counter(), segmented)
+        identity = (ident.size, ident.mtime_ns, ident.head_tail)
+        task = self.tasks[key] = _Task(item, replace, expected, work, identity, segmented, how=how)
         if not same:
             shutil.rmtree(work, ignore_errors=True)
         if not segmented:
-            self.ready.append(Job("file", key, item.src, item.dst, cfg, replace=replace))
+            self.ready.append(Job("file", key, item.src, item.dst, cfg, replace=replace, identity=identity))
             return
         if same and row.plan:
             task.plan = Plan.from_dict(json.loads(row.plan))
             self._queue_segments(task)
         else:
-            self.ready.append(Job("plan", key, item.src, item.dst, cfg, target=self.options.segment_frames or 1000))
+            self.ready.append(Job("plan", key, item.src, item.dst, cfg, target=self.options.segment_frames or 1000,
+                                  identity=identity))
+
+    def _relative(self, dst: Path) -> str:
+        """``dst`` as the manifest records it: relative to OUT_DIR, so that any spelling of OUT_DIR finds it."""
+        return os.path.relpath(dst, self.out_dir)
+
+    def _same_output(self, recorded: str | None, dst: Path) -> bool:
+        """True when the manifest's output (relative to OUT_DIR, or absolute in older manifests) is ``dst``."""
+        return recorded is not None and (self.out_dir / recorded).resolve() == dst.resolve()
+
+    def _intact(self, row, dst: Path) -> bool:
+        """True when ``dst`` is still the file this batch published: same size and mtime, else the same hash."""
+        try:
+            st = dst.stat()
+        except OSError:
+            return False
+        if row.output_size is not None and (st.st_size, st.st_mtime_ns) == (row.output_size, row.output_mtime_ns):
+            return True
+        if row.output_size is not None and st.st_size != row.output_size:
+            return False
+        try:
+            if not row.output_hash or file_hash(dst) != row.output_hash:
+                return False
+        except OSError:
+            return False
+        self.m.set_output(row.path, st.st_size, st.st_mtime_ns)  # touched, not changed: remember its new time
+        return True
 
     def _queue_segments(self, task: _Task) -> None:
         assert task.plan is not None
@@ -272,25 +335,34 @@ class Driver:
         done = self.m.segments(key)
         ext = task.item.dst.suffix
         for i, seg in enumerate(plan.segments):
-            if i in done and segment_path(task.work, i, ext).is_file():
+            path = segment_path(task.work, i, ext)
+            if i in done and _matches(path, done[i]):
                 task.frames += seg.end - seg.first
                 task.resumed += 1
             else:
+                if i in done:
+                    log.warning("%s: segment %d (%s) does not match its record; encoding it again", key, i, path)
+                    path.unlink(missing_ok=True)
                 task.pending.add(i)
                 self.ready.append(Job("segment", key, task.item.src, task.item.dst, self.config, work=task.work,
-                                      idx=i, plan=plan.to_dict()))
+                                      idx=i, plan=plan.to_dict(), identity=task.identity))
         if not task.pending:
             self._queue_join(task)
 
     def _queue_join(self, task: _Task) -> None:
         assert task.plan is not None
-        files = tuple(segment_path(task.work, i, task.item.dst.suffix).name for i in range(len(task.plan.segments)))
+        n = len(task.plan.segments)
+        files = tuple(segment_path(task.work, i, task.item.dst.suffix).name for i in range(n))
+        done = self.m.segments(task.item.key)
+        hashes = tuple(done[i]["sha256"] for i in range(n))
         self.ready.append(Job("join", task.item.key, task.item.src, task.item.dst, self.config, replace=task.replace,
-                              work=task.work, plan=task.plan.to_dict(), files=files))
+                              work=task.work, plan=task.plan.to_dict(), files=files, hashes=hashes,
+                              identity=task.identity))
 
     # Results ----------------------------------------------------------------------------
     def _handle(self, job: Job, result: dict) -> None:
         task = self.tasks[job.key]
+        task.seconds += result.get("seconds") or 0.0
         if "error" in result:
             self._fail(task, result["error"], result["exit_code"])
             return
@@ -303,7 +375,8 @@ class Driver:
             if not task.failed:
                 self._queue_segments(task)
         elif job.kind == "segment":
-            self.m.segment_done(job.key, job.idx, result["frames"], result["seconds"], result["file"], result["report"])
+            self.m.segment_done(job.key, job.idx, result["frames"], result["seconds"], result["file"], result["report"],
+                                result["size"], result["sha256"])
             task.pending.discard(job.idx)
             task.frames += result["frames"]
             if not task.pending and not task.failed:
@@ -314,12 +387,15 @@ class Driver:
 
     def _done(self, task: _Task, frames: int, output_hash: str, report: dict | None) -> None:
         key = task.item.key
-        seconds = time.perf_counter() - task.started
-        self.m.done(key, frames, seconds, output_hash)
+        seconds = task.seconds
+        st = task.item.dst.stat()
+        self.m.done(key, frames, seconds, output_hash, st.st_size, st.st_mtime_ns)
         if task.segmented:
             shutil.rmtree(task.work, ignore_errors=True)
         task.frames = frames
-        how = f"resumed: {task.resumed} of {len(task.plan.segments)} segments were already done" if task.resumed and task.plan else None
+        how = task.how
+        if task.resumed and task.plan:
+            how = f"resumed: {task.resumed} of {len(task.plan.segments)} segments were already done"
         self.outcomes[key] = Outcome(key, "done", how, str(task.item.dst), frames, seconds, report=report)
 
     def _fail(self, task: _Task, error: str, code: int) -> None:
@@ -332,10 +408,11 @@ class Driver:
             task.work.rmdir()  # only when no finished segment is kept there
         except OSError:
             pass
-        self.outcomes[task.item.key] = Outcome(task.item.key, "failed", error, str(task.item.dst), exit_code=code)
+        self.outcomes[task.item.key] = Outcome(task.item.key, "failed", error, str(task.item.dst),
+                                               seconds=task.seconds, exit_code=code)
 
     def _fail_early(self, item: Item, ident: Identity, settings: str, error: str, code: int) -> None:
-        self.m.start(item.key, str(item.dst), ident, settings, keep_segments=True)
+        self.m.start(item.key, self._relative(item.dst), ident, settings, keep_segments=True)
         self.m.failed(item.key, error, code)
         self.outcomes[item.key] = Outcome(item.key, "failed", error, str(item.dst), exit_code=code)
 
@@ -352,3 +429,13 @@ class Driver:
         files_done = sum(1 for t in self.tasks.values() if t.failed or self.outcomes.get(t.item.key))
         self.on_progress(Snapshot(files_done, len(self.tasks), done, sum(t.expected for t in self.tasks.values()),
                                   now - self.t0, done - self.frames_before))
+
+
+def _matches(path: Path, record: dict) -> bool:
+    """True when the segment file ``path`` is the one the manifest recorded (size, then SHA-256)."""
+    try:
+        if record.get("sha256") is None or path.stat().st_size != record.get("size"):
+            return False
+        return file_hash(path) == record["sha256"]
+    except OSError:
+        return False

@@ -36,7 +36,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from vsr_pipeline.batch.faults import fault
 from vsr_pipeline.config import EnhanceConfig
@@ -208,12 +208,14 @@ def encode_segment(src: Path, info: VideoInfo, config: EnhanceConfig, plan: Plan
 
 
 def join_segments(src: Path, info: VideoInfo, config: EnhanceConfig, files: list[Path], dst: Path, size: tuple[int, int],
-                  *, replace: bool) -> int:
+                  *, replace: bool, expected: int | None = None, before_publish: Callable[[], None] | None = None) -> int:
     """Join the encoded segment ``files`` into ``dst`` without re-encoding, with ``src``'s audio and subtitles.
 
     ``size`` is the (width, height) of the output frames. The file is written beside
     ``dst``, fsynced and published atomically (``replace``: may replace an existing
-    file). Returns the number of video frames joined.
+    file) — only when it holds ``expected`` frames (when given) and ``before_publish()``
+    (when given) has not raised; otherwise nothing appears at ``dst``. Returns the number
+    of video frames joined.
     """
     import av
 
@@ -247,6 +249,13 @@ def join_segments(src: Path, info: VideoInfo, config: EnhanceConfig, files: list
         except av.error.FFmpegError as exc:
             raise OutputError(f"Joining the segments of {str(dst)!r} failed ({exc}).") from exc
         opened.close()  # every container closed (the output's trailer written) before the fsync
+        if expected is not None and frames != expected:
+            raise OutputError(
+                f"Joining the segments of {str(dst)!r} gave {frames} frames where {expected} were planned; "
+                "nothing was published. Run again: segments that do not match their record are encoded anew."
+            )
+        if before_publish is not None:
+            before_publish()
         fsync_file(tmp)
     fsync_file(dst.parent)
     return frames

@@ -62,14 +62,11 @@ def batch(
                            retry_failed=retry_failed, segment_frames=segment_frames)
     show = _progress(quiet, progress_mode)
     try:
-        result = run_batch(in_dir, out_dir, config, options, progress=show)
+        result = run_batch(in_dir, out_dir, config, options, progress=show, report=report)
+        show.finish(result)
     finally:
         show.close()
     data = result.to_dict()
-    if report is not None:
-        from vsr_pipeline.io.files import write_bytes_atomic
-
-        write_bytes_atomic(report, json.dumps(data, indent=2).encode())
     if as_json:
         click.echo(json.dumps(data, indent=2))
     elif not quiet:
@@ -77,9 +74,14 @@ def batch(
     click.get_current_context().exit(result.exit_code)
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters (a newline in a file name) written as escapes, so that a row stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _table(result) -> None:
     rows = [(o.status, "-" if o.frames is None else str(o.frames), "-" if o.seconds is None else f"{o.seconds:.1f}",
-             o.path, o.reason or "") for o in result.outcomes]
+             printable(o.path), printable(o.reason or "")) for o in result.outcomes]
     width = max([len(r[3]) for r in rows] + [4])
     click.echo(f"{'status':8} {'frames':>7} {'seconds':>8}  {'file':{width}}  note")
     for status, frames, seconds, path, note in rows:
@@ -102,7 +104,8 @@ class _progress:
 
             self.bar = tqdm(unit="frame", dynamic_ncols=True, leave=False, smoothing=0.1)
 
-    def __call__(self, snap) -> None:
+    def __call__(self, snap, *, final: bool = False) -> None:
+        self.snap = snap
         if self.mode == "none":
             return
         if self.bar is not None:
@@ -112,17 +115,28 @@ class _progress:
             self.bar.update(snap.frames_done - self.bar.n)
             return
         now = time.monotonic()
-        if self.last and now - self.last < (PROGRESS_EVERY if self.mode == "log" else 0.5):
+        if not final and self.last and now - self.last < (PROGRESS_EVERY if self.mode == "log" else 0.5):
             return
         self.last = now
         if self.mode == "json":
+            eta = None if snap.eta is None else round(snap.eta, 1)
             click.echo(json.dumps({"files": snap.files_done, "files_total": snap.files_total, "frames": snap.frames_done,
-                                   "total": snap.frames_total or None, "fps": round(snap.fps, 3), "eta": snap.eta}), err=True)
+                                   "total": snap.frames_total or None, "fps": round(snap.fps, 3), "eta": eta}), err=True)
             return
         total = f"/{snap.frames_total}" if snap.frames_total else ""
         eta = f", ETA {_clock(snap.eta)}" if snap.eta is not None else ""
         click.echo(f"batch: {snap.files_done}/{snap.files_total} files, {snap.frames_done}{total} frames, "
                    f"{snap.fps:.1f} fps{eta}", err=True)
+
+    def finish(self, result) -> None:
+        """The last line, whatever the interval: the final counts, and in json mode a ``done`` record."""
+        snap = getattr(self, "snap", None)
+        if self.mode in ("log", "json") and snap is not None:
+            self(snap, final=True)
+        if self.mode == "json":
+            counts = {s: result.count(s) for s in ("done", "skipped", "failed")}
+            click.echo(json.dumps({"event": "done", "seconds": round(result.seconds, 3), "counts": counts,
+                                   "exit_code": result.exit_code}), err=True)
 
     def close(self) -> None:
         if self.bar is not None:

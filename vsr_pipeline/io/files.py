@@ -23,13 +23,13 @@ import re
 import socket
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO, Callable, Iterable, Iterator
 
 from vsr_pipeline.errors import InputError, OutputError
 
 __all__ = [
-    "atomic_output", "check_paths", "describe_os_error", "publish", "remove_stale_temps", "temp_path_for",
-    "write_bytes_atomic",
+    "atomic_output", "check_paths", "check_report_path", "describe_os_error", "fitting_name", "publish",
+    "remove_stale_temps", "set_publish_guard", "temp_path_for", "write_bytes_atomic",
 ]
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,58 @@ def check_paths(src: Path | str, dst: Path | str, overwrite: bool) -> None:
         raise OutputError(f"Output folder {str(parent)!r} is not writable.")
 
 
+def check_report_path(report: Path | str, *, overwrite: bool, used: Iterable[Path | str] = ()) -> None:
+    """Refuse a ``--report`` path that is a file the run reads or writes, a folder, or (without ``overwrite``) exists.
+
+    ``used`` lists every path the run reads or writes (inputs, outputs, its work folder);
+    a report inside a work folder counts as one of them. Raises :class:`OutputError`.
+    """
+    report = Path(report)
+    where = report.resolve()
+    for path in used:
+        path = Path(path).resolve()
+        if where == path or path in where.parents and path.name.endswith(".vsrpipe"):
+            raise OutputError(
+                f"--report {str(report)!r} is a file this run reads or writes ({str(path)!r}); choose another path."
+            )
+    if report.is_dir():
+        raise OutputError(f"--report {str(report)!r} is a folder; give a file name such as report.json.")
+    if os.path.lexists(report) and not overwrite:
+        raise OutputError(f"--report {str(report)!r} already exists; pass --overwrite to replace it.")
+    if not report.parent.is_dir():
+        raise OutputError(f"The folder of --report {str(report)!r} does not exist.")
+
+
+NAME_MAX = 255  # bytes in one file name on Linux, macOS and Windows file systems
+_TEMP_EXTRA = 56  # bytes a temporary name adds to the stem: ".", ".vsrpipe-HOST-PID-RANDOM", ".partial"
+
+
+def fitting_name(stem: str, room: int) -> str:
+    """``stem`` cut to at most ``room`` UTF-8 bytes, with a short hash of the whole stem when it had to be cut.
+
+    Temporary and work names add bytes to the output's name; cut this way, they fit
+    whatever the output's name fits, and two long names that share a beginning stay apart.
+    """
+    raw = stem.encode()
+    if len(raw) <= room:
+        return stem
+    tag = "~" + hashlib.sha1(raw).hexdigest()[:8]
+    return raw[: max(0, room - len(tag))].decode(errors="ignore") + tag
+
+
+def _temp_stem(path: Path) -> str:
+    return fitting_name(path.stem, NAME_MAX - _TEMP_EXTRA - len(path.suffix.encode()))
+
+
+_guard: Callable[[Path], None] | None = None
+
+
+def set_publish_guard(guard: Callable[[Path], None] | None) -> None:
+    """Have :func:`publish` call ``guard(target)`` first; it raises to stop the publish (batch workers: the driver died)."""
+    global _guard
+    _guard = guard
+
+
 def _host_tag() -> str:
     """Six hex digits naming this machine (container) so that only its own temp files are judged stale."""
     name = socket.gethostname()
@@ -89,7 +141,7 @@ def _host_tag() -> str:
 
 def _temp_pattern(path: Path) -> re.Pattern:
     return re.compile(
-        rf"^\.{re.escape(path.stem)}\.vsrpipe-(?P<host>[0-9a-f]{{6}})-(?P<pid>\d+)-[A-Za-z0-9_]+\.partial{re.escape(path.suffix)}$"
+        rf"^\.{re.escape(_temp_stem(path))}\.vsrpipe-(?P<host>[0-9a-f]{{6}})-(?P<pid>\d+)-[A-Za-z0-9_]+\.partial{re.escape(path.suffix)}$"
     )
 
 
@@ -141,7 +193,7 @@ def temp_path_for(path: Path | str) -> Path:
     remove_stale_temps(path)
     try:
         fd, name = tempfile.mkstemp(
-            prefix=f".{path.stem}.vsrpipe-{_host_tag()}-{os.getpid()}-", suffix=".partial" + path.suffix, dir=path.parent
+            prefix=f".{_temp_stem(path)}.vsrpipe-{_host_tag()}-{os.getpid()}-", suffix=".partial" + path.suffix, dir=path.parent
         )
     except OSError as exc:
         raise OutputError(f"Output folder {str(path.parent)!r} is not writable ({describe_os_error(exc)}).") from exc
@@ -175,7 +227,8 @@ def _link_noreplace(tmp: Path, target: Path) -> bool:
 def _keep_aside(tmp: Path, target: Path) -> Path | None:
     """Publish ``tmp`` under the first free name ``NAME.vsrpipe-N.EXT`` beside ``target``; None when that fails too."""
     for n in range(1, 100):
-        aside = target.with_name(f"{target.stem}.vsrpipe-{n}{target.suffix}")
+        stem = fitting_name(target.stem, NAME_MAX - 12 - len(target.suffix.encode()))
+        aside = target.with_name(f"{stem}.vsrpipe-{n}{target.suffix}")
         try:
             if _link_noreplace(tmp, aside):
                 return aside
@@ -195,6 +248,8 @@ def publish(tmp: Path | str, target: Path | str, *, replace: bool = True) -> Pat
     system has no hard links the check falls back to an existence test just before the rename.
     """
     tmp, target = Path(tmp), Path(target)
+    if _guard is not None:
+        _guard(target)
     os.chmod(tmp, 0o666 & ~_umask())
     if replace:
         os.replace(tmp, target)

@@ -22,6 +22,7 @@ import av
 from vsr_pipeline.config import EncodeOptions
 from vsr_pipeline.errors import ConfigError, OutputError
 from vsr_pipeline.io.color import ColorSpec
+from vsr_pipeline.io.hdr import add_hdr_options
 from vsr_pipeline.io.probe import VideoInfo
 from vsr_pipeline.io.rgb import EXACT_RGB, bit_depth as rgb_bit_depth, is_exact_rgb
 
@@ -189,6 +190,17 @@ def _writable_formats(codec: str, formats: list[str], wanted: str = "") -> str:
     return f"with {codec} use one of {' or '.join(parts)}{hint}"
 
 
+HDR_CODEC = "libx265"  # the default encoder for HDR10 input: it carries the mastering display and light level
+
+
+def _hdr_default(muxer: str, default: str) -> str:
+    """libx265 for HDR10 input when no --codec was given (libx264 would drop the metadata), where the container holds it."""
+    if default.startswith("libx264") and HDR_CODEC in av.codecs_available and HDR_CODEC in _codecs_of(muxer):
+        log.info("the input carries HDR10 metadata: encoding with %s, which keeps it (--codec chooses another)", HDR_CODEC)
+        return HDR_CODEC
+    return default
+
+
 def plan_output(
     path: Path, info: VideoInfo, size: tuple[int, int], opts: EncodeOptions
 ) -> _Plan:
@@ -202,6 +214,8 @@ def plan_output(
         known = ", ".join(sorted(CONTAINERS))
         raise OutputError(f"Output {str(path)!r} has an unsupported extension {ext or '(none)'!r}; use one of {known}.")
     muxer, default_codec = CONTAINERS[ext]
+    if opts.codec is None and (info.mastering_display is not None or info.content_light is not None):
+        default_codec = _hdr_default(muxer, default_codec)
     codec = CODEC_ALIASES.get((opts.codec or "").lower(), opts.codec or default_codec)
     try:
         av_codec = av.Codec(codec, "w")
@@ -245,6 +259,7 @@ def plan_output(
     color = ColorSpec(matrix=matrix, full_range=info.color.full_range, bit_depth=depth)
 
     options, format_options = _encoder_settings(codec, muxer, opts)
+    add_hdr_options(codec, info.path, info.mastering_display, info.content_light, options)
 
     side = []
     if opts.copy_audio:

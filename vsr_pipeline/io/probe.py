@@ -11,6 +11,7 @@ import av
 
 from vsr_pipeline.errors import InputError
 from vsr_pipeline.io.color import ColorSpec, resolve_matrix
+from vsr_pipeline.io.hdr import ContentLight, MasteringDisplay, read_hdr
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,8 @@ class VideoInfo:
     codec: str  # video codec name
     audio: tuple[StreamInfo, ...] = field(default=())  # audio streams
     subtitles: tuple[StreamInfo, ...] = field(default=())  # subtitle streams
+    mastering_display: MasteringDisplay | None = None  # HDR10 static metadata of the first frame, carried over
+    content_light: ContentLight | None = None  # HDR10 content light level of the first frame, carried over
 
     @property
     def display_size(self) -> tuple[int, int]:
@@ -136,6 +139,7 @@ def _probe_open(path: Path, container: av.container.InputContainer) -> VideoInfo
     if rotation not in (0, 90, 180, 270):
         log.warning("%s: display rotation %d° is not a multiple of 90°; ignored", path, rotation)
         rotation = 0
+    mastering_display, content_light = read_hdr(first)
 
     time_base = Fraction(stream.time_base) if stream.time_base else Fraction(1, 90000)
     fps = Fraction(stream.average_rate) if stream.average_rate else None
@@ -189,4 +193,6 @@ def _probe_open(path: Path, container: av.container.InputContainer) -> VideoInfo
         codec=stream.codec_context.name,
         audio=tuple(audio),
         subtitles=tuple(subs),
+        mastering_display=mastering_display,
+        content_light=content_light,
     )

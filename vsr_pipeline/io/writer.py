@@ -4,7 +4,9 @@ Both backends give the same guarantees:
 
 * every output frame carries its input frame's timestamp (VFR stays VFR);
 * audio and subtitle streams are copied without re-encoding (or dropped on request);
-* colour tags (matrix, range, primaries, transfer) are carried over;
+* colour tags (matrix, range, primaries, transfer) are carried over, and so is HDR10
+  static metadata (mastering display, content light level) where the encoder writes it
+  (libx265, libsvtav1: the same encoder options for both backends; see :mod:`.hdr`);
 * ``--encoder-args`` and ``--crf`` are checked against the encoder before anything is
   written: an option neither the encoder nor the muxer has, or a CRF outside the encoder's
   range, is a :class:`ConfigError` (PyAV would otherwise pass it on and FFmpeg ignore it);
@@ -287,15 +289,11 @@ class _FFmpegSink:
         streams = [video["v:0"].filter("setparams", **params)]
         self.side_file: Path | None = None
         if plan.side_streams:
-            side_path, indices, kw = info.path.resolve(), plan.side_streams, {}
-            if section != (0.0, None):
+            side_path, indices = info.path.resolve(), plan.side_streams
+            if section != (0.0, None):  # the cut's packets have the reader's times already (-copyts keeps them)
                 self.side_file = side_path = cut_side_streams(info.path, plan.side_streams, section)
                 indices = tuple(range(len(plan.side_streams)))
-                # ffmpeg moves each input to start at 0; the cut starts at its first packet's time
-                start_us = _start_time_us(side_path)
-                if start_us:
-                    kw["itsoffset"] = f"{start_us / 1e6:.6f}"
-            source = ffmpeg.input(f"file:{side_path}", **kw)
+            source = ffmpeg.input(f"file:{side_path}")
             streams += [source[str(i)] for i in indices]
         out_kw: dict[str, str] = {
             "vcodec": plan.codec,
@@ -312,7 +310,9 @@ class _FFmpegSink:
         out_kw.update(plan.options)
         out_kw.update(plan.format_options)  # output options that reach the muxer
         args = ffmpeg.output(*streams, f"file:{tmp.resolve()}", **out_kw).overwrite_output().compile(cmd=exe)
-        args[1:1] = ["-hide_banner", "-nostdin", "-loglevel", "error"]
+        # -copyts: every timestamp as the frames and packets have it, as the PyAV backend writes them; without
+        # it ffmpeg moves each input to start at 0 (a resumable run's segment would lose its place in the file)
+        args[1:1] = ["-hide_banner", "-nostdin", "-loglevel", "error", "-copyts"]
         self.args = args
         log.debug("ffmpeg command: %s", shlex.join(args))
         self.stderr = tempfile.TemporaryFile()

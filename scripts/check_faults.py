@@ -235,9 +235,8 @@ def check_15(tmp: Path) -> str | None:
 def _hdr(path: Path):
     with av.open(str(path)) as c:
         frame = next(c.decode(video=0))
-        kinds = {str(sd.type).split(".")[-1]: sd for sd in frame.side_data}
-    mdm, cll = kinds.get("MASTERING_DISPLAY_METADATA"), kinds.get("CONTENT_LIGHT_LEVEL")
-    return (bytes(mdm) if mdm is not None else None, bytes(cll) if cll is not None else None)
+        kinds = {str(getattr(k, "name", k)).upper(): bytes(frame.side_data[k]) for k in frame.side_data.keys()}
+    return kinds.get("MASTERING_DISPLAY_METADATA"), kinds.get("CONTENT_LIGHT_LEVEL")
 
 
 def main(argv: list[str]) -> int:

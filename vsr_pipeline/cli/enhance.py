@@ -62,7 +62,7 @@ SECTIONS = {
 @click.option("--save-masks", type=click.Path(file_okay=False, path_type=Path), default=None, help="masked: write variance maps and masks as PNGs to this folder.")
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the run report (per-frame adaptation records) as JSON.")
 @click.option("--backend", type=click.Choice(["pyav", "ffmpeg"]), default=_d(EncodeOptions, "backend"), show_default=True, help="Writer: PyAV in process, or the ffmpeg binary (PATH, else imageio-ffmpeg's).")
-@click.option("--codec", "-c", default=None, help="Video encoder: libx264 (h264), libx265 (hevc), libsvtav1 (av1), libvpx-vp9 (vp9), ...  [default: libx264; libvpx-vp9 for .webm]")
+@click.option("--codec", "-c", default=None, help="Video encoder: libx264 (h264), libx265 (hevc), libsvtav1 (av1), libvpx-vp9 (vp9), ...  [default: libx264; libvpx-vp9 for .webm; libx265 for HDR10 input, which keeps its mastering display and light level]")
 @click.option("--crf", type=int, default=None, help="Constant rate factor, within the encoder's range.  [default: 18 x264, 20 x265, 30 av1/vp9]")
 @click.option("--preset", default=None, help="Encoder preset.  [default: medium for x264/x265, 8 for svt-av1]")
 @click.option("--pix-fmt", default=None, help="Output pixel format.  [default: yuv420p for 8-bit input, yuv420p10le for deeper input]")

@@ -26,6 +26,7 @@ from vsr_pipeline.adapt.adapter import Adapter
 from vsr_pipeline.adapt.base import Fetch
 from vsr_pipeline.config import StageConfig
 from vsr_pipeline.errors import ConfigError
+from vsr_pipeline.limits import check_frame_memory
 from vsr_pipeline.models.registry import load_model
 from vsr_pipeline.runner import Runner, output_size
 
@@ -77,6 +78,15 @@ class Enhancer:
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         """The (height, width) of the output frame for an input frame of ``height`` × ``width``."""
         return output_size(height, width, self.config.scale)
+
+    def check_frame_size(self, width: int, height: int, flags: tuple[str, str] = ("--scale", "--tile")) -> None:
+        """ConfigError when ``width`` × ``height`` output frames need more memory than this stage may use.
+
+        Whole-frame runs are capped at :data:`~vsr_pipeline.limits.MAX_UNTILED_FRAME_BYTES`, tiled
+        ones at a share of the machine's memory; ``flags`` names the scale and tile options
+        in the driver's terms. Drivers call it before decoding anything.
+        """
+        check_frame_memory(width, height, scale=self.config.scale, tile=self.config.runner.tile, flags=flags)
 
     @property
     def fetch(self) -> Fetch | None:

@@ -18,8 +18,8 @@ import torch
 
 from vsr_pipeline.config import EnhanceConfig
 from vsr_pipeline.enhancer import Enhancer
-from vsr_pipeline.errors import ConfigError, InputError, OutputError
-from vsr_pipeline.io.files import check_paths, write_bytes_atomic
+from vsr_pipeline.errors import ConfigError, InputError
+from vsr_pipeline.io.files import check_paths, check_report_path, write_bytes_atomic
 from vsr_pipeline.io.probe import probe
 from vsr_pipeline.io.reader import Frame
 from vsr_pipeline.io.scenes import SceneConfig, SceneDetector
@@ -68,8 +68,8 @@ def run_enhance(
     t0 = time.perf_counter()
     src, dst = Path(src), Path(dst)
     check_paths(src, dst, config.overwrite)
-    if config.report is not None and Path(config.report).resolve() in (src.resolve(), dst.resolve()):
-        raise OutputError(f"--report {str(config.report)!r} would overwrite a video; choose another path.")
+    if config.report is not None:
+        check_report_path(config.report, overwrite=config.overwrite, used=(src, dst, config.model))
     info = probe(src)
     if config.start and info.duration is not None and config.start >= info.duration:
         raise InputError(f"--start {config.start:g} s is past the end of {str(src)!r} ({info.duration:.2f} s).")
@@ -98,6 +98,7 @@ def run_enhance(
     stats = transcode(
         src, dst, info, (out_w, out_h), transform, encode=config.encode, replace=config.overwrite,
         start=config.start, duration=config.duration, on_error=config.on_error, progress=progress,
+        accept_size=stage.check_frame_size,
     )
     result = EnhanceResult(
         output=dst,
@@ -111,7 +112,7 @@ def run_enhance(
         adapt=stage.report(),
     )
     if config.report is not None:
-        write_report(config.report, result)
+        write_report(config.report, result, replace=config.overwrite)
     return result
 
 
@@ -122,6 +123,6 @@ def _run_batch(stage: Enhancer, batch: list) -> Iterator[tuple[Frame, torch.Tens
         yield win.centre, out
 
 
-def write_report(path: Path | str, result: EnhanceResult) -> None:
-    """Write the run report as JSON (atomically: a temporary file renamed into place)."""
-    write_bytes_atomic(path, json.dumps(result.to_dict(), indent=2).encode())
+def write_report(path: Path | str, result: EnhanceResult, *, replace: bool = True) -> None:
+    """Write the run report as JSON (atomically: a temporary file renamed into place; ``replace``: may replace a file)."""
+    write_bytes_atomic(path, json.dumps(result.to_dict(), indent=2).encode(), replace=replace)

@@ -18,7 +18,7 @@ from torch import nn
 
 from vsr_pipeline.config import RunnerConfig
 from vsr_pipeline.degrade.resize import imresize
-from vsr_pipeline.errors import ConfigError
+from vsr_pipeline.errors import ConfigError, VsrError
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ class Runner:
         self.info = model.info
         self.scale = scale
         self.native = float(self.info.scale)
+        self._first = True  # the first output is checked for NaN / infinity (later ones are cleaned, not checked)
 
     @property
     def plain(self) -> bool:
@@ -95,10 +96,24 @@ class Runner:
             else:
                 y = net(x)
         y = y.float()
+        if self._first:
+            self._check_first(y)
         target = output_size(h, w, self.scale)
         if tuple(y.shape[-2:]) != target:
             y = imresize(y, out_shape=target)
         return torch.nan_to_num(y, nan=0.0).clamp_(0.0, 1.0)
+
+    def _check_first(self, y: torch.Tensor) -> None:
+        """VsrError when the first output holds NaN or infinity: the cleaning below would make it black."""
+        if not bool(torch.isfinite(y).all()):
+            cause = (
+                "fp16 arithmetic overflows with this model; run without --half" if self.config.half else
+                "the network's arithmetic overflows although its weights are finite, so the model is most likely broken; try another model"
+            )
+            raise VsrError(
+                f"Model {self.info.name!r} gave NaN or infinite values for the first frame, so the video would come out black: {cause}."
+            )
+        self._first = False
 
     def _tiled(self, net: nn.Module, x: torch.Tensor, tile: int, pad: int) -> torch.Tensor:
         h, w = x.shape[-2:]

@@ -80,7 +80,8 @@ def test_pickled_code_is_refused_and_never_runs(tmp_path, compact_state):
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda p: p.write_bytes(b"garbage" * 10), "corrupt or not a PyTorch weights file"),
+        (lambda p: p.write_bytes(b"\x00garbage" * 10), "corrupt or not a PyTorch weights file"),
+        (lambda p: p.write_bytes(b"garbage" * 10), "is a text file, not a PyTorch weights file; it cannot be read as a model"),
         (lambda p: torch.save({"foo.weight": torch.zeros(3, 3)}, p), "unknown architecture"),
         (lambda p: torch.save([torch.zeros(1)], p), "not a state dict"),
     ],

@@ -196,7 +196,7 @@ def encode_segment(src: Path, info: VideoInfo, config: EnhanceConfig, plan: Plan
 
     encode = replace(config.encode, copy_audio=False, copy_subtitles=False)  # muxed once, by the join
     transcode(src, path, info, (out_w, out_h), transform, encode=encode, replace=True, start=start,
-              duration=duration, on_error=config.on_error)
+              duration=duration, on_error=config.on_error, accept_size=stage.check_frame_size)
     if written != seg.end - seg.first:
         path.unlink(missing_ok=True)
         raise DecodeError(

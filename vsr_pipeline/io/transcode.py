@@ -28,6 +28,7 @@ from vsr_pipeline.errors import InputError
 from vsr_pipeline.io.probe import VideoInfo
 from vsr_pipeline.io.reader import Frame, VideoReader
 from vsr_pipeline.io.writer import VideoWriter
+from vsr_pipeline.limits import check_encoder_size
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +69,21 @@ def transcode(
     duration: float | None = None,
     on_error: str = "stop",
     progress: Progress | None = None,
+    accept_size: Callable[[int, int], None] | None = None,
 ) -> TranscodeStats:
     """Decode ``src`` (or its section), ``transform`` the frames and encode them to ``dst`` at ``size`` (w, h).
 
     ``replace`` lets the publish replace a file at ``dst`` (``--overwrite``); without it a
     file that appears there during the run is kept and the run fails with OutputError.
+    A size the encoder cannot take is refused before anything is decoded (OutputError, see
+    :mod:`vsr_pipeline.limits`); then ``accept_size(width, height)``, when given, may refuse
+    it for the caller's own reasons (raising a VsrError).
     """
-    reader = VideoReader(src, start=start, duration=duration, on_error=on_error, side_streams=(), info=info)
     writer = VideoWriter(dst, info, size, encode, replace=replace)
+    check_encoder_size(writer.plan.codec, writer.plan.width, writer.plan.height)
+    if accept_size is not None:
+        accept_size(*size)
+    reader = VideoReader(src, start=start, duration=duration, on_error=on_error, side_streams=(), info=info)
     reader.side_streams = writer.plan.side_streams  # the writer decides which side streams it keeps
     expected = expected_frames(info, start, duration)
     if progress is not None:

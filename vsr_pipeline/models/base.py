@@ -79,6 +79,21 @@ def read_safetensors(path) -> "tuple[dict[str, torch.Tensor], dict[str, str]]":
     return state, meta
 
 
+def check_finite_weights(model: "torch.nn.Module", name: str) -> None:
+    """ModelError when a parameter or buffer of ``model`` holds NaN or infinity (its output would be NaN: a black video)."""
+    import torch
+
+    from vsr_pipeline.errors import ModelError
+
+    for key, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise ModelError(
+                f"Model {name!r} cannot be used: its weights hold {bad} NaN or infinite value(s) (in {key}); "
+                "the file is damaged or was saved from a training run that diverged."
+            )
+
+
 def write_own_weights(path, module: "torch.nn.Module", arch: str, config: str, name: str, extra: dict[str, str] | None = None) -> None:
     """Write ``module``'s tensors and our metadata (architecture, JSON ``config``, ``name``, ``extra``) to ``path``, atomically."""
     import os

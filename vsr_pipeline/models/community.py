@@ -23,7 +23,6 @@ import os
 import pickle
 import re
 import stat
-import zipfile
 from pathlib import Path
 
 import torch
@@ -82,17 +81,50 @@ def _read_torch_state(path: Path) -> dict:
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        # a pickle of code names a dotted callable or class ("GLOBAL posix.system"); most text files
+        # that start with "c" (pickle's GLOBAL opcode) do not
+        found = re.search(r"GLOBAL ([A-Za-z_][\w.]*\.[A-Za-z_]\w*)\b", str(exc))
         if found:  # the pickle names a callable or class: loading it would run code
             raise ModelError(
                 f"Weights file {str(path)!r} was refused: it pickles code or objects ({found.group(1)}), not just tensors; "
                 "only plain state dicts and .safetensors files are loaded."
             ) from None
-        raise ModelError(f"Weights file {str(path)!r} is corrupt or not a PyTorch weights file.") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, AttributeError, KeyError) as exc:
+        raise _unreadable(path) from None
+    except Exception as exc:  # the unpickler fails on arbitrary bytes in many ways (IndexError, KeyError, ...)
         if "torchscript" in str(exc).lower() or "constants.pkl" in str(exc):
             raise ModelError(f"Weights file {str(path)!r} is a TorchScript archive, which holds code; export a state dict instead.") from None
-        raise ModelError(f"Weights file {str(path)!r} is corrupt or not a PyTorch weights file ({exc}).") from None
+        raise _unreadable(path, exc) from None
+
+
+def _unreadable(path: Path, exc: Exception | None = None) -> ModelError:
+    """The sentence for a file ``torch.load`` cannot read: text, or corrupt (with the reader's reason when it has one)."""
+    head = _text_head(path)
+    if head is not None:
+        what = "a Git LFS pointer (fetch the real file with `git lfs pull`)" if head.startswith("version https://git-lfs") else "a text file"
+        return ModelError(f"Weights file {str(path)!r} is {what}, not a PyTorch weights file; it cannot be read as a model.")
+    reason = f" ({exc})" if exc is not None and str(exc) else ""
+    return ModelError(f"Weights file {str(path)!r} is corrupt or not a PyTorch weights file{reason}.")
+
+
+def _text_head(path: Path, probe: int = 4096) -> str | None:
+    """The start of ``path`` when it is UTF-8 text without control characters (no weights file is), else None."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(probe)
+    except OSError:
+        return None
+    if not head or any(b < 0x20 and b not in b"\t\n\r\f" for b in head) or b"\x7f" in head:
+        return None
+    return head.decode("utf-8", errors="ignore") if _utf8(head, cut=len(head) == probe) else None
+
+
+def _utf8(data: bytes, cut: bool) -> bool:
+    """True when ``data`` is UTF-8 (``cut``: its last character may be cut off)."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return cut and exc.start >= len(data) - 3
+    return True
 
 
 def _tensor_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:

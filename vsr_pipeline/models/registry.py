@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vsr_pipeline.errors import ModelError
-from vsr_pipeline.models.base import ModelEntry
+from vsr_pipeline.models.base import ModelEntry, check_finite_weights
 
 if TYPE_CHECKING:  # `vsrpipe models` lists entries without importing torch
     import torch
@@ -85,8 +85,16 @@ def load_model(name: str, *, scale: float | None = None) -> "torch.nn.Module":
 
     ``scale`` is the requested output scale; models that serve any scale natively are
     built at it, the others are built at their native scale (the runner resizes).
-    Raises :class:`ModelError` with the list of known names when ``name`` is unknown.
+    Raises :class:`ModelError` with the list of known names when ``name`` is unknown, and
+    for weights that hold NaN or infinity.
     """
+    model = _build(name, scale)
+    check_finite_weights(model, name)
+    return model
+
+
+def _build(name: str, scale: float | None) -> "torch.nn.Module":
+    """The module ``name`` stands for, unchecked (see :func:`load_model`)."""
     if is_weights_path(name):
         from vsr_pipeline.models.community import load_weights_file
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import numbers
 import threading
 from fractions import Fraction
 
@@ -67,10 +68,13 @@ def enhance(
     Returns a clip of round(scale·width) × round(scale·height), same frame count, rates and
     frame properties. Raises ``vs.Error("enhance: …")`` with one sentence for bad input.
     """
+    given = {k: v for k, v in locals().items() if k not in ("clip", "adapt_options")}
     check_clip(clip)
     unknown = sorted(set(adapt_options) - _ADAPT_OPTIONS)
     if unknown:
         raise fail(f"unknown option(s) {', '.join(unknown)}; see help(vsr_pipeline.vapoursynth.enhance).")
+    _check_types(given, enhance.__annotations__)
+    _check_types(adapt_options, {f.name: f.type for f in dataclasses.fields(AdaptConfig)})
     if output not in ("same", "RGBS"):
         raise fail(f"output must be 'same' or 'RGBS', got {output!r}.")
     if edge not in EDGES:
@@ -83,9 +87,10 @@ def enhance(
         from vsr_pipeline.enhancer import Enhancer  # imports torch: only when a filter is built
 
         stage = Enhancer(config)
+        out_h, out_w = stage.output_size(clip.height, clip.width)
+        stage.check_frame_size(out_w, out_h, flags=("scale", "tile"))  # VapourSynth aborts when a frame cannot be allocated
     except VsrError as exc:
         raise fail(str(exc)) from None
-    out_h, out_w = stage.output_size(clip.height, clip.width)
     if output == "same":
         check_output_size(clip, out_w, out_h)
     colour = colour_info(clip)
@@ -96,6 +101,21 @@ def enhance(
     else:
         result = server.node(range(-RADIUS, RADIUS + 1))
     return result if output == "RGBS" else from_rgbs(result, clip, colour)
+
+
+_KINDS = {"int": (numbers.Integral, "an integer"), "float": (numbers.Real, "a number"), "bool": (bool, "True or False"), "str": (str, "a string")}
+
+
+def _check_types(values: dict, annotations: dict) -> None:
+    """vs.Error unless each value has the type its annotation names (``"int"``, ``"float | None"``, ...)."""
+    for name, value in values.items():
+        kinds = [k.strip() for k in str(annotations.get(name, "")).split("|")]
+        known = [_KINDS[k] for k in kinds if k in _KINDS]
+        if not known or (value is None and "None" in kinds):
+            continue
+        if isinstance(value, bool) and "bool" not in kinds or not any(isinstance(value, cls) for cls, _ in known):
+            want = " or ".join([what for _, what in known] + (["None"] if "None" in kinds else []))
+            raise fail(f"{name} must be {want}, got {value!r} (type {type(value).__name__}).")
 
 
 class _FrameServer:
@@ -148,6 +168,8 @@ class _FrameServer:
         def answer(n: int, f: list) -> vs.VideoFrame:
             try:
                 return self._answer(n, f, offsets)
+            except VsrError as exc:  # e.g. the model's first output is NaN
+                raise fail(str(exc)) from None
             finally:
                 if release:
                     self.stage.release(n)

@@ -72,7 +72,9 @@ def main() -> None:
     try:
         import ray
 
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        from vsr_pipeline.batch.ray_engine import init_local
+
+        init_local(num_cpus=2)  # listens on 127.0.0.1 only
         ray_t = timed(lambda: batch(engine="ray", jobs=2), args.repeats)
         ray.shutdown()
     except ImportError:

@@ -18,7 +18,10 @@ from batch_helpers import assert_same_video, leftovers  # noqa: E402
 
 @pytest.fixture(scope="module")
 def ray_instance():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    from vsr_pipeline.batch.ray_engine import init_local
+
+    init_local(num_cpus=2)  # what --engine ray without --address starts: loopback only
+    assert ray.nodes()[0]["NodeManagerAddress"] == "127.0.0.1"
     yield
     ray.shutdown()
 

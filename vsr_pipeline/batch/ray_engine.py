@@ -9,18 +9,217 @@ its file. Workers report frames done to a small progress actor that the driver r
 
 Workers read inputs and write outputs at the same paths as the driver: on a cluster,
 IN_DIR and OUT_DIR must be on a file system every node mounts at the same path.
+
+Connecting (:func:`connect`): a cluster named by ``--address`` must answer within
+:data:`CONNECT_TIMEOUT` seconds (``VSRPIPE_RAY_CONNECT_TIMEOUT``), or the batch stops with
+one sentence and exit 4 (:class:`ClusterError`) before any job is sent. A TCP connection
+and an HTTP/2 (gRPC) greeting to the address Ray will dial come first, so an address where
+nothing listens fails at once instead of in Ray's minutes of retries. Like ``ray start``,
+the driver presents this machine's Ray token when one is found and ``RAY_AUTH_MODE`` is
+unset (a cluster without token authentication ignores it).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import math
 import os
+import socket
+import time
 import uuid
 
 import ray
 
 from vsr_pipeline.batch.jobs import Job, execute, limit_threads
+from vsr_pipeline.errors import ConfigError, OutputError
+
+log = logging.getLogger(__name__)
 
 RETRIES = 2  # restarts of a dead actor, and retries of the job it was running
+CONNECT_TIMEOUT = 10.0  # seconds a cluster named by --address has to answer
+TIMEOUT_ENV = "VSRPIPE_RAY_CONNECT_TIMEOUT"  # overrides CONNECT_TIMEOUT (seconds)
+INIT_ATTEMPTS = 3  # ray.init's attempts once a gRPC server answered (Ray's own default: 20, up to 40 s each)
+# The HTTP/2 client preface and an empty SETTINGS frame: a gRPC server answers with its SETTINGS frame.
+_H2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes((0, 0, 0, 4, 0, 0, 0, 0, 0))
+_H2_SETTINGS = 4
+_AUTH_ERROR = getattr(ray.exceptions, "AuthenticationError", ())  # Ray with token authentication
+
+
+class ClusterError(OutputError):
+    """The Ray cluster named by ``--address`` cannot be reached, or refuses this driver (exit 4)."""
+
+
+def connect_timeout() -> float:
+    """Seconds a cluster has to answer: ``VSRPIPE_RAY_CONNECT_TIMEOUT``, else :data:`CONNECT_TIMEOUT`."""
+    raw = os.environ.get(TIMEOUT_ENV)
+    if raw is None:
+        return CONNECT_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (0 < value < math.inf):
+        raise ConfigError(f"{TIMEOUT_ENV} must be a number of seconds above 0, got {raw!r}.")
+    return value
+
+
+def init_local(**options) -> None:
+    """Start a local Ray instance that listens on 127.0.0.1 only (``options``: more ``ray.init`` arguments).
+
+    Left to itself Ray swaps 127.0.0.1 for the machine's address and listens on every
+    interface; its one-machine mode (the constant behind ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``,
+    read when the node starts) keeps every server on loopback.
+    """
+    consts = getattr(getattr(ray, "_private", None), "ray_constants", None)
+    before = getattr(consts, "ENABLE_RAY_CLUSTER", None)
+    if before is not None:
+        consts.ENABLE_RAY_CLUSTER = False
+    try:
+        ray.init(include_dashboard=False, log_to_driver=False, **options)
+    finally:
+        if before is not None:
+            consts.ENABLE_RAY_CLUSTER = before
+
+
+def connect(address: str | None) -> None:
+    """``ray.init`` for a batch: a new local instance on loopback, or the cluster at ``address`` (see the module doc)."""
+    if address is None:
+        init_local()
+        return
+    timeout = connect_timeout()
+    dialled = _dialled(address)
+    if dialled is not None:
+        _probe(address, dialled, timeout)
+    _present_token()
+    try:
+        with _env_default("RAY_gcs_server_port_wait_time_s", str(INIT_ATTEMPTS)):
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    except Exception as exc:
+        if ray.is_initialized():
+            ray.shutdown()
+        if isinstance(exc, _AUTH_ERROR) or _says(exc, "InvalidAuthToken", "Unauthenticated"):
+            raise ClusterError(_auth_fix(address, exc)) from exc
+        if isinstance(exc, (ConnectionError, RuntimeError, ray.exceptions.RayError)):
+            raise ClusterError(f"Cannot connect to the Ray cluster at {address} ({_first_line(exc)}).") from exc
+        raise
+
+
+def _dialled(address: str) -> tuple[str, int] | None:
+    """The (host, port) Ray dials for ``address``: for 127.0.0.1 it dials this node's IP (None: Ray looks it up)."""
+    if address.startswith("ray://"):  # Ray Client: dialled as written
+        hostport: str | None = address[len("ray://"):]
+    else:
+        try:
+            from ray._private.services import canonicalize_bootstrap_address
+        except ImportError:
+            hostport = address
+        else:
+            try:
+                hostport = canonicalize_bootstrap_address(address)
+            except ValueError as exc:
+                raise ConfigError(f"--address must be HOST:PORT (as `ray start --head` prints it), got {address!r}.") from exc
+    return None if hostport is None else _split(hostport)
+
+
+def _split(hostport: str) -> tuple[str, int] | None:
+    host, _, port = hostport.rpartition(":")
+    return (host.strip("[]"), int(port)) if host and port.isdigit() else None
+
+
+def _probe(address: str, target: tuple[str, int], timeout: float) -> None:
+    """Raise :class:`ClusterError` unless a gRPC server answers at ``target`` within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    where = f"{target[0]}:{target[1]}"
+    at = address if where == address else f"{address} ({where})"
+    try:
+        sock = socket.create_connection(target, timeout=timeout)
+    except OSError as exc:
+        given = _split(address)
+        if given is not None and given != target and _accepts(given, deadline):
+            raise ClusterError(
+                f"The Ray cluster at {address} listens on loopback only but Ray dials {where} for that address: set "
+                f"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 for vsrpipe as for its `ray start` (docs/batch.md).") from exc
+        why = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__).lower()
+        raise ClusterError(
+            f"No Ray cluster answers at {at} ({why}; vsrpipe waits up to {timeout:g} s, set by {TIMEOUT_ENV}): "
+            f"start one with `ray start --head`, or pass the address it printed.") from exc
+    with sock:
+        if os.environ.get("RAY_USE_TLS", "").lower() in ("1", "true"):
+            return  # a TLS server greets only after the handshake; ray.init will tell
+        try:
+            sock.settimeout(max(0.1, deadline - time.monotonic()))
+            sock.sendall(_H2_HELLO)
+            head = sock.recv(9)
+        except OSError:
+            head = b""
+    if len(head) < 4 or head[3] != _H2_SETTINGS:
+        raise ClusterError(f"What answers at {at} is not a Ray cluster (no gRPC greeting within {timeout:g} s, "
+                           f"set by {TIMEOUT_ENV}): pass the address `ray start --head` printed.")
+
+
+def _accepts(target: tuple[str, int], deadline: float) -> bool:
+    try:
+        with socket.create_connection(target, timeout=max(0.1, deadline - time.monotonic())):
+            return True
+    except OSError:
+        return False
+
+
+def _present_token() -> None:
+    """Switch on token authentication when RAY_AUTH_MODE is unset and a Ray token is found, as ``ray start`` does."""
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # a Ray without token authentication
+        return
+    ray_log = logging.getLogger(maybe_enable_token_auth_if_token_available.__module__)
+    level = ray_log.level
+    ray_log.setLevel(logging.ERROR)  # its warning speaks to a head node ("… for this Ray cluster")
+    try:
+        if maybe_enable_token_auth_if_token_available(warn_if_disabled=False):
+            log.info("Presenting this machine's Ray authentication token (RAY_AUTH_MODE=token).")
+    finally:
+        ray_log.setLevel(level)
+
+
+def _auth_fix(address: str, exc: Exception) -> str:
+    get = "`ray get-auth-token` prints on the head node (or copy its ~/.ray/auth_token here)"
+    if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+        return f"The Ray cluster at {address} requires token authentication: set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN to the token {get}."
+    if isinstance(exc, _AUTH_ERROR):
+        return f"Ray token authentication is on (RAY_AUTH_MODE=token) but no token was found here: set RAY_AUTH_TOKEN to the token {get}."
+    return f"The Ray cluster at {address} refused this machine's authentication token: set RAY_AUTH_TOKEN to the token {get}."
+
+
+def _says(exc: BaseException, *words: str) -> bool:
+    """Whether ``exc`` or an exception it was raised from mentions one of ``words``."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if any(w in str(exc) for w in words):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0].rstrip(".")
+
+
+@contextlib.contextmanager
+def _env_default(name: str, value: str):
+    """Set environment variable ``name`` to ``value`` for the block, unless the user set it."""
+    if name in os.environ:
+        yield
+        return
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
 
 
 @ray.remote(num_cpus=0)
@@ -49,8 +248,6 @@ class Worker:
         limit_threads(workers_per_node)
 
     def run(self, job: Job) -> dict:
-        import time
-
         last = [0.0]
 
         def report(frames: int) -> None:
@@ -74,8 +271,16 @@ class RayEngine:
     def __init__(self, jobs: int, address: str | None = None, *, gpu: bool = False) -> None:
         self.started = False
         if not ray.is_initialized():
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+            connect(address)
             self.started = True
+        try:
+            self._start(jobs, gpu)
+        except BaseException:
+            if self.started:
+                ray.shutdown()
+            raise
+
+    def _start(self, jobs: int, gpu: bool) -> None:
         self.sink_name = f"vsrpipe-progress-{uuid.uuid4().hex[:12]}"
         self.sink = ProgressSink.options(name=self.sink_name).remote()
         self.per_node = max(1, min(jobs, int(ray.available_resources().get("CPU", 1))))

@@ -30,7 +30,7 @@ BATCH_SECTIONS = {
 @click.option("--recursive", "-r", is_flag=True, help="Descend into sub-folders; the output tree mirrors them.")
 @click.option("--jobs", "-j", type=int, default=1, show_default=True, help="Files or segments worked on at once (worker processes, or Ray actors); each keeps its model loaded.")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True, help="Run on this machine, or on a Ray cluster (pip install 'vsr-pipeline[ray]').")
-@click.option("--address", default=None, help="--engine ray: address of a running cluster (ray start --head prints it); without it a local Ray instance is started.")
+@click.option("--address", default=None, help="--engine ray: address of a running cluster (ray start --head prints it); without it a local Ray instance is started, on 127.0.0.1 only. A cluster that does not answer within VSRPIPE_RAY_CONNECT_TIMEOUT seconds (default 10) or refuses this driver is exit 4.")
 @click.option("--ext", default=None, help="Output extension (mp4, mkv, mov, webm).  [default: the input's]")
 @click.option("--retry-failed", is_flag=True, help="Redo files that failed in an earlier run (otherwise they stay failed).")
 @click.option("--segment-frames", type=int, default=1000, show_default=True, help="A file longer than this is done in resumable segments of about this many frames (cut at scene cuts, or at any frame without --adapt); 0: whole files only.")

@@ -30,7 +30,9 @@ def main() -> int:
     p.add_argument("input", nargs="?", default=str(SAMPLE), help="video to upscale [examples/sample.mp4]")
     p.add_argument("output", nargs="?", default="out/sample_online.mp4", help="where to write it [out/sample_online.mp4]")
     p.add_argument("--adapt", default="online", help="none, consistency, masked, online or internal [online]")
-    p.add_argument("--degradation", default="estimate", help="A' spec, e.g. bicubic, gauss:sigma=2, estimate [estimate]")
+    p.add_argument("--degradation", default="bicubic",
+                   help="A' spec, e.g. bicubic, gauss:sigma=2, estimate [bicubic: at x4 a per-scene estimate can lose "
+                        "quality, see docs/guide/choosing.md]")
     p.add_argument("--full", action="store_true", help="upscale the whole file, not only its first 0.2 s")
     args = p.parse_args()
 
@@ -43,7 +45,7 @@ def main() -> int:
             out,
             scale=4,
             adapt=args.adapt,
-            degradation=args.degradation,  # "estimate": a blur kernel per scene, spectral fit (milliseconds)
+            degradation=args.degradation,  # the blur believed to have made the clip; bicubic when it is not known
             report=report_path,  # also written as JSON
             duration=None if args.full else 0.2,
             overwrite=True,

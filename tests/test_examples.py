@@ -63,9 +63,9 @@ def test_adapt_and_report(tmp_path):
     assert frames_and_size(out) == (5, (1280, 544))  # the first 0.2 s, x4
     report = json.loads(out.with_suffix(".json").read_text())
     assert report["frames"] == 5 and report["adapt"]["method"] == "online"
-    assert report["adapt"]["degradation"] == "estimate"
+    assert report["adapt"]["degradation"] == "bicubic"
     assert [f["index"] for f in report["adapt"]["frames"]] == [0, 1, 2, 3, 4]
-    assert "adaptation online with A' = estimate at x4" in r.stdout
+    assert "adaptation online with A' = bicubic at x4" in r.stdout
 
 
 def test_batch_folder(tmp_path):

@@ -228,14 +228,20 @@ def test_the_head_listens_on_loopback_only(head):
             pass
 
 
-def test_a_cluster_with_token_auth_refuses_a_driver_without_token_in_one_sentence(head, tmp_path, ray_env):
-    ray_env.setenv("RAY_AUTH_MODE", "disabled")  # a driver that does not present a token
+def refused(head, tmp_path, ray_env, name: str, value: str):
+    """`vsrpipe batch` against ``head`` with the environment variable ``name`` set to ``value``; exit 4 expected."""
+    ray_env.setenv(name, value)
     ray_env.setenv(TIMEOUT_ENV, "5")
     ray_env.setenv(*LOOPBACK_ONLY)
     src = footage(tmp_path / "in", n=1)
     proc = vsrpipe("batch", src, tmp_path / "out", "--engine", "ray", "--address", head.address,
                    "--model", "bicubic", "--scale", "2", timeout=120)
     assert proc.returncode == 4, proc.stderr
+    return proc
+
+
+def test_a_cluster_with_token_auth_refuses_a_driver_without_token_in_one_sentence(head, tmp_path, ray_env):
+    proc = refused(head, tmp_path, ray_env, "RAY_AUTH_MODE", "disabled")  # a driver that does not present a token
     line = error_line(proc)
     assert f"The Ray cluster at {head.address} requires token authentication" in line
     assert "RAY_AUTH_MODE=token" in line and "RAY_AUTH_TOKEN" in line and "ray get-auth-token" in line
@@ -244,13 +250,7 @@ def test_a_cluster_with_token_auth_refuses_a_driver_without_token_in_one_sentenc
 
 
 def test_a_wrong_token_is_named(head, tmp_path, ray_env):
-    ray_env.setenv("RAY_AUTH_TOKEN", "0" * 64)
-    ray_env.setenv(TIMEOUT_ENV, "5")
-    ray_env.setenv(*LOOPBACK_ONLY)
-    src = footage(tmp_path / "in", n=1)
-    proc = vsrpipe("batch", src, tmp_path / "out", "--engine", "ray", "--address", head.address,
-                   "--model", "bicubic", "--scale", "2", timeout=120)
-    assert proc.returncode == 4, proc.stderr
+    proc = refused(head, tmp_path, ray_env, "RAY_AUTH_TOKEN", "0" * 64)
     assert f"The Ray cluster at {head.address} refused this machine's authentication token" in error_line(proc)
 
 

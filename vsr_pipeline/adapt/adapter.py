@@ -45,8 +45,9 @@ class Adapter:
             runner's way, and A' is built at this scale).
         config: an :class:`AdaptConfig`.
         device: where tuning and inference run.
-        degradation_for_scene: optional hook ``(scene, window) -> Degradation | kernel``, called
-            once per scene; required for ``degradation="estimate"``. Default: the spec.
+        degradation_for_scene: optional hook ``(scene, window) -> KernelEstimate | Degradation | kernel``,
+            called once per scene; required for ``degradation="estimate"``. Default: the spec. An
+            estimate's operator and verdict go to the report's ``scenes``.
         fetch: optional ``index -> (window (T, C, H, W), scene)`` for out-of-order requests
             with ``method="online"`` (VapourSynth); see :mod:`vsr_pipeline.adapt.online`.
         forward: optional output pass ``(net, windows) -> output in [0, 1]`` (the runner's tiled
@@ -108,8 +109,12 @@ class Adapter:
         if scene in self._scene_deg:
             return self._scene_deg[scene]
         deg = self.base
+        source = "given"
         if self.hook is not None:
             got = self.hook(scene, window)
+            if hasattr(got, "fallback_reason") and callable(getattr(got, "degradation", None)):  # a KernelEstimate
+                source = f"fallback: {got.fallback_reason}" if got.fallback_reason else (got.verdict or "estimated")
+                got = got.degradation()
             if isinstance(got, Degradation):
                 deg = got
             else:
@@ -121,6 +126,8 @@ class Adapter:
         if len(self._scene_deg) >= MAX_SCENES:
             self._scene_deg.clear()
         self._scene_deg[scene] = deg
+        if self.base is not None and self.base.kind == "estimate":
+            self.report.scenes[scene] = {"degradation": deg.spec, "source": source}
         return deg
 
     def process(self, windows: torch.Tensor, frame_indices: list[int], scenes: list[int]) -> torch.Tensor:

@@ -37,6 +37,7 @@ class AdaptReport:
     degradation: str
     scale: float
     frames: list[FrameRecord] = field(default_factory=list)
+    scenes: dict[int, dict] = field(default_factory=dict)  # --degradation estimate: scene -> {degradation, source}
 
     def totals(self) -> dict:
         """Sums and means over the frames."""
@@ -50,6 +51,7 @@ class AdaptReport:
             "fallbacks": sum(f.fallback for f in self.frames),
             "unchanged": sum(f.unchanged for f in self.frames),
             "guarded": sum(f.guarded for f in self.frames),
+            "scene_sources": _count(s["source"].split(":")[0] for s in self.scenes.values()),
             "adapt_seconds": adapt,
             "infer_seconds": infer,
             "mean_loss_before": sum(f.loss_before for f in finite) / len(finite) if finite else None,
@@ -62,9 +64,17 @@ class AdaptReport:
             "degradation": self.degradation,
             "scale": self.scale,
             "totals": self.totals(),
+            "scenes": {str(k): v for k, v in sorted(self.scenes.items())},
             "frames": [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(f).items()} for f in self.frames],
         }
 
     def write_json(self, path: Path | str) -> None:
         """Write :meth:`to_dict` as JSON (NaN losses become null), atomically."""
         write_bytes_atomic(path, json.dumps(self.to_dict(), indent=2).encode())
+
+
+def _count(items) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for item in items:
+        out[item] = out.get(item, 0) + 1
+    return out

@@ -75,7 +75,7 @@ def _fallback_logged_here():
 @click.option("--png", "png", type=click.Path(path_type=Path, dir_okay=True), default=None, help="Also write a picture of the kernel (.png).")
 @click.option("--scene", type=click.IntRange(min=0), default=0, show_default=True, help="Estimate from the N-th detected scene (0 is the first).")
 @click.option("--scale", "-s", type=click.Choice(["2", "4"]), default="4", show_default=True, help="SR factor the kernel is for (spectral: fitted at that scale; kernelgan: x4 is derived from the x2 estimate).")
-@click.option("--method", type=click.Choice(["spectral", "kernelgan"]), default="spectral", show_default=True, help="spectral: closed-form fit of the scene's power spectrum (milliseconds); kernelgan: KernelGAN (a minute or more; unreliable, see docs/kernel-estimation.md).")
+@click.option("--method", type=click.Choice(["learned", "spectral", "kernelgan"]), default="spectral", show_default=True, help="learned: a small network trained here reads the blur beyond bicubic, or says there is none (milliseconds); spectral: closed-form fit of the scene's power spectrum (milliseconds); kernelgan: KernelGAN (a minute or more; unreliable). See docs/kernel-estimation.md.")
 @click.option("--iterations", type=click.IntRange(min=1), default=None, help="kernelgan: training iterations (the schedule scales with them).  [default: 700 with --fast, 3000 with --reference]")
 @click.option("--fast/--reference", default=None, help="kernelgan: our fast mode (the recipe's first 700 iterations, early stop; the default) or the published 3000-iteration recipe.")
 @click.option("--seed", type=int, default=0, show_default=True, help="kernelgan: seed of the weights and crop draws (the spectral fit is deterministic).")
@@ -101,11 +101,12 @@ def estimate_kernel(
     from vsr_pipeline.kernels.estimate import estimate_with
     from vsr_pipeline.kernels.kernelgan import KernelGANConfig
     from vsr_pipeline.kernels.metrics import kernel_image
+    from vsr_pipeline.kernels.learned import LearnedConfig
     from vsr_pipeline.kernels.spectral import SpectralConfig
 
-    if method == "spectral" and (fast is not None or iterations is not None):
+    if method != "kernelgan" and (fast is not None or iterations is not None):
         given = "--iterations" if iterations is not None else ("--fast" if fast else "--reference")
-        raise ConfigError(f"{given} applies to --method kernelgan only; the spectral fit has no training.")
+        raise ConfigError(f"{given} applies to --method kernelgan only; the {method} estimate has no training.")
     _check_output(out, ".npy", "--out", input, overwrite)
     if png is not None:
         _check_output(png, ".png", "--png", input, overwrite)
@@ -113,6 +114,8 @@ def estimate_kernel(
             raise OutputError(f"--png and --out are the same file {str(out)!r}; give two paths.")
     if method == "spectral":
         config = SpectralConfig()
+    elif method == "learned":
+        config = LearnedConfig()
     else:
         config = KernelGANConfig.fast(seed=seed) if fast in (None, True) else KernelGANConfig.reference(seed=seed)
         if iterations is not None:
@@ -132,9 +135,9 @@ def estimate_kernel(
             with atomic_output(png, replace=overwrite) as tmp_png:
                 picture.save(tmp_png, format="PNG")
     if not quiet:
-        what = "bicubic fallback" if result.fallback else (
-            "spectral fit" if method == "spectral" else f"KernelGAN, {result.iterations} iterations"
-        )
+        what = "bicubic fallback" if result.fallback else {
+            "spectral": "spectral fit", "learned": f"learned: {result.verdict}, A' = {result.spec}",
+        }.get(method, f"KernelGAN, {result.iterations} iterations")
         kh, kw = result.kernel.shape
         click.echo(
             f"{out}: x{scale} kernel {kh}x{kw} from scene {scene} (frames {first}-{first + count - 1}), "

@@ -38,6 +38,9 @@ class KernelEstimate:
     fallback_reason: str | None = None  # why bicubic is used instead, None when estimated
     iterations: int = 0  # steps run (fewer than configured when stopped early)
     seconds: float = 0.0  # wall time of the estimate
+    spec: str | None = None  # the operator as a degradation spec (learned: aniso:… or bicubic); None: the kernel
+    verdict: str | None = None  # learned: "estimated" or "no extra blur"; None for the other estimators
+    covariance: np.ndarray | None = None  # learned: the blur beyond bicubic, (row, col) HR px²
 
     @property
     def fallback(self) -> bool:
@@ -48,6 +51,8 @@ class KernelEstimate:
         """The operator A' for this scene: ``estimate`` resolved to the kernel, or plain bicubic."""
         if self.fallback:
             return parse_degradation("bicubic", self.scale)
+        if self.spec is not None:
+            return parse_degradation(self.spec, self.scale)
         return parse_degradation("estimate", self.scale).with_kernel(torch.from_numpy(self.kernel))
 
 

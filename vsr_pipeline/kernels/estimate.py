@@ -28,19 +28,33 @@ from vsr_pipeline.errors import ConfigError, OutputError
 from vsr_pipeline.io.files import write_bytes_atomic
 from vsr_pipeline.kernels import spectral
 from vsr_pipeline.kernels.base import KernelEstimate, _as_frames, _check_scale, _pick
+from vsr_pipeline.kernels.learned import LearnedConfig
 from vsr_pipeline.kernels.spectral import SpectralConfig
 
 if TYPE_CHECKING:
     from vsr_pipeline.kernels.kernelgan import KernelGANConfig
 
-__all__ = ["KernelEstimate", "KernelEstimator", "estimate_scene_kernel", "estimate_with"]
+__all__ = ["KernelEstimate", "KernelEstimator", "estimate_scene_kernel", "estimate_with", "method_config"]
 
 log = logging.getLogger(__name__)
 
 
+def method_config(name: str):
+    """The estimator config ``--kernel-method NAME`` stands for: learned, spectral or kernelgan (its fast mode)."""
+    if name == "learned":
+        return LearnedConfig()
+    if name == "spectral":
+        return SpectralConfig()
+    if name == "kernelgan":
+        from vsr_pipeline.kernels.kernelgan import KernelGANConfig
+
+        return KernelGANConfig.fast()
+    raise ConfigError(f"Unknown kernel estimation method '{name}'; use learned, spectral or kernelgan.")
+
+
 def _is_kernelgan(config) -> bool:
     """Whether ``config`` is a ``KernelGANConfig`` (the KernelGAN module is loaded only to answer that)."""
-    if isinstance(config, SpectralConfig):
+    if isinstance(config, (SpectralConfig, LearnedConfig)):
         return False
     from vsr_pipeline.kernels import kernelgan
 
@@ -48,8 +62,8 @@ def _is_kernelgan(config) -> bool:
 
 
 def _check_config(config) -> None:
-    if not (isinstance(config, SpectralConfig) or _is_kernelgan(config)):
-        raise ConfigError(f"Kernel estimation needs a SpectralConfig or a KernelGANConfig, got {type(config).__name__}.")
+    if not (isinstance(config, (SpectralConfig, LearnedConfig)) or _is_kernelgan(config)):
+        raise ConfigError(f"Kernel estimation needs a LearnedConfig, SpectralConfig or KernelGANConfig, got {type(config).__name__}.")
 
 
 def _content_key(frames: torch.Tensor, scale: int, config: KernelGANConfig | SpectralConfig) -> str:
@@ -63,11 +77,15 @@ def estimate_with(frames, scale: int, config: KernelGANConfig | SpectralConfig) 
     """Estimate with the method ``config`` names: :class:`SpectralConfig` or ``KernelGANConfig``."""
     if isinstance(config, SpectralConfig):
         return spectral.estimate_kernel_spectral(frames, scale, config)
+    if isinstance(config, LearnedConfig):
+        from vsr_pipeline.kernels.learned import estimate_kernel_learned
+
+        return estimate_kernel_learned(frames, scale, config)
     if _is_kernelgan(config):
         from vsr_pipeline.kernels import kernelgan
 
         return kernelgan.estimate_kernel(frames, scale, config)
-    raise ConfigError(f"Kernel estimation needs a SpectralConfig or a KernelGANConfig, got {type(config).__name__}.")
+    raise ConfigError(f"Kernel estimation needs a LearnedConfig, SpectralConfig or KernelGANConfig, got {type(config).__name__}.")
 
 
 class KernelEstimator:
@@ -114,12 +132,20 @@ class KernelEstimator:
         self._store(key, result)
         return result
 
-    def degradation_for_scene(self, scene_id, frames) -> Degradation:
-        """A' for scene ``scene_id``: estimated once per scene id (and per content), then reused."""
+    def estimate_for_scene(self, scene_id, frames) -> KernelEstimate:
+        """The :class:`KernelEstimate` of scene ``scene_id``: estimated once per scene id (and per content), then reused.
+
+        What ``enhance --degradation estimate`` calls at each scene; the adapter records the
+        estimate's operator and verdict in the run report.
+        """
         result = self._scenes.get(scene_id)
         if result is None:
             result = self._scenes[scene_id] = self.estimate(frames)
-        return result.degradation()
+        return result
+
+    def degradation_for_scene(self, scene_id, frames) -> Degradation:
+        """A' for scene ``scene_id`` (:meth:`estimate_for_scene`'s operator)."""
+        return self.estimate_for_scene(scene_id, frames).degradation()
 
     def forget_scenes(self) -> None:
         """Forget which scene id had which estimate (a new clip numbers its scenes from 0 again).
@@ -150,6 +176,9 @@ class KernelEstimator:
                     fallback_reason=reason,
                     iterations=int(z["iterations"]),
                     seconds=float(z["seconds"]),
+                    spec=str(z["spec"]) or None if "spec" in z else None,
+                    verdict=str(z["verdict"]) or None if "verdict" in z else None,
+                    covariance=z["covariance"] if "covariance" in z and z["covariance"].size else None,
                 )
         except (OSError, ValueError, KeyError) as exc:
             log.warning("Ignoring unreadable kernel cache file %s (%s)", path, exc)
@@ -170,6 +199,9 @@ class KernelEstimator:
                     fallback_reason=result.fallback_reason or "",
                     iterations=result.iterations,
                     seconds=result.seconds,
+                    spec=result.spec or "",
+                    verdict=result.verdict or "",
+                    covariance=result.covariance if result.covariance is not None else np.zeros(0),
                 ),
             )
         except (OSError, OutputError) as exc:

@@ -143,3 +143,50 @@ def test_a_tiny_training_run_writes_weights_the_estimator_loads(tmp_path, monkey
     load_blurnet.cache_clear()
     net = load_blurnet(2, str(out))
     assert net(torch.zeros(1, 1, 48, 48)).shape == (1, 3)
+
+
+@pytest.mark.skipif(not SHIPPED, reason="the blurnet weights are not in this checkout")
+def test_enhance_reports_each_scenes_blur_and_its_source(tmp_path):
+    """The default `estimate` is the learned one; the report's scenes and the summary line say what it found."""
+    import json
+
+    from click.testing import CliRunner
+
+    from vsr_pipeline.cli import main
+    from vsr_pipeline.models.vsrnet import VSRNet, VSRNetConfig, save_vsrnet
+
+    from clips import make_clip
+
+    torch.manual_seed(0)
+    weights = tmp_path / "tiny.safetensors"
+    save_vsrnet(VSRNet(VSRNetConfig(scale=2, features=8, blocks=1)), weights, name="tiny-x2")
+    clip = make_clip(tmp_path / "in.mp4", n=3, size=(128, 96)).path
+    report = tmp_path / "run.json"
+    r = CliRunner().invoke(main, ["enhance", str(clip), str(tmp_path / "out.mp4"), "-s", "2", "--model", str(weights),
+                                  "--adapt", "consistency", "--degradation", "estimate", "--max-steps", "1",
+                                  "--report", str(report)])
+    assert r.exit_code == 0, r.output
+    adapt = json.loads(report.read_text())["adapt"]
+    scene = adapt["scenes"]["0"]
+    assert scene["source"] in ("estimated", "no extra blur")
+    assert scene["degradation"] == "bicubic" if scene["source"] == "no extra blur" else scene["degradation"].startswith("aniso:")
+    assert adapt["totals"]["scene_sources"] == {scene["source"]: 1}
+    assert f"scene blur: 1 {scene['source']}" in r.output
+    # the same estimate, read directly: the report tells the truth about it
+    import av
+
+    with av.open(str(clip)) as c:
+        frames = torch.stack([torch.from_numpy(f.to_ndarray(format="rgb24")).permute(2, 0, 1).float() / 255
+                              for f in c.decode(video=0)])
+    assert estimate_kernel_learned(frames, 2).verdict == scene["source"]
+
+
+def test_merged_segment_reports_keep_the_scenes():
+    from vsr_pipeline.batch.segments import merge_reports
+
+    one = {"method": "online", "degradation": "estimate", "scale": 4.0, "frames": [],
+           "scenes": {"0": {"degradation": "bicubic", "source": "no extra blur"}}}
+    two = {**one, "scenes": {"1": {"degradation": "aniso:l1=4,l2=1,theta=0", "source": "estimated"}}}
+    merged = merge_reports([one, two])
+    assert merged["scenes"] == {"0": one["scenes"]["0"], "1": two["scenes"]["1"]}
+    assert merged["totals"]["scene_sources"] == {"no extra blur": 1, "estimated": 1}

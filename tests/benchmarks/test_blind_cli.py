@@ -1,0 +1,86 @@
+"""benchmarks/blind.py on a tiny synthetic clip: the rows it prints and the JSON it writes."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from clips import make_clip
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "blind.py"
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("blind_bench", BENCH)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.slow  # about 50 s on two shared cores: four vsrpipe runs and two ST-LPIPS evaluations
+def test_tiny_clip_rows_and_json(tmp_path: Path):
+    clip = make_clip(tmp_path / "hr.mp4", n=6, size=(66, 50)).path  # cropped to 64×48 for ×2 4:2:0
+    out = tmp_path / "blind.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--clip", str(clip), "--start", "1", "--frames", "3", "--cases", "x2", "--seeds", "1",
+         "--rows", "none,true-online", "--json", str(out), "--markdown"],
+        check=False, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    table = [line for line in proc.stdout.splitlines() if line.startswith("| x2-seed0 |")]
+    assert [line.split("|")[2].strip() for line in table] == ["none", "true-online"]
+
+    data = json.loads(out.read_text())
+    assert data["frames"] == 3 and data["size"] == [64, 48] and data["summary"] == []
+    (case,) = data["cases"]
+    assert case["case"] == "x2-seed0" and case["scale"] == 2 and case["degradation"].startswith("random_kernel(0, scale=2)")
+    rows = {r["row"]: r for r in case["rows"]}
+    assert list(rows) == ["none", "true-online"]
+    for r in rows.values():
+        assert r["error"] is None
+        for key in ("psnr", "st_lpips", "s_per_frame", "delta_none"):
+            assert math.isfinite(r[key]), (r["row"], key)
+        assert r["share"] is None  # no estimate row here
+    assert rows["none"]["delta_none"] == 0.0
+    assert rows["true-online"]["delta_none"] == pytest.approx(rows["true-online"]["psnr"] - rows["none"]["psnr"])
+
+
+def test_rows_expand_per_kernel_method_and_share():
+    bench = load_bench()
+    from vsr_pipeline.adapt.config import KERNEL_METHODS
+
+    rows = bench.make_rows(["none", "estimate-consistency"], list(KERNEL_METHODS))
+    assert [r["row"] for r in rows] == ["none", *(f"estimate-consistency[{k}]" for k in KERNEL_METHODS)]
+    case = {"scale": 4, "degradation": "gauss:sigma=2"}
+    assert bench.enhance_args(rows[0], case, "vsrnet-x4", None)[:6] == ["--scale", "4", "--model", "vsrnet-x4", "--adapt", "none"]
+    est = bench.enhance_args(rows[1], case, "vsrnet-x4", None)
+    assert est[est.index("--degradation") + 1] == "estimate" and est[est.index("--kernel-method") + 1] == KERNEL_METHODS[0]
+    assert bench.share(26.0, 25.0, 27.0) == pytest.approx(0.5)
+    assert bench.share(25.0, 25.0, 25.04) is None  # true gain ≤ 0.05 dB: n/a
+    with pytest.raises(SystemExit):
+        bench.pick("none,bogus", bench.ROWS, "row")
+
+
+def test_summary_is_ratio_of_mean_gains():
+    bench = load_bench()
+    rows = bench.make_rows(["none", "true-online", "estimate-online"], ["spectral"])
+
+    def case(seed, none, true, est):
+        vals = dict(zip((r["row"] for r in rows), (none, true, est)))
+        out = [{**r, "psnr": vals[r["row"]], "st_lpips": 0.1, "s_per_frame": 1.0, "error": None} for r in rows]
+        bench.add_derived(out)
+        return {"case": f"x2-seed{seed}", "group": "x2", "scale": 2, "rows": out}
+
+    cases = [case(0, 30.0, 31.0, 30.9), case(1, 28.0, 29.0, 27.9)]
+    assert cases[0]["rows"][2]["share"] == pytest.approx(0.9)
+    (summary,) = bench.summarize(cases)
+    est = summary["rows"][2]
+    assert est["psnr"] == pytest.approx(29.4) and est["share"] == pytest.approx(0.4)  # (29.4 − 29) / (30 − 29)
+    assert est["worst_delta_none"] == pytest.approx(-0.1)
+    text = bench.table([*cases, summary], markdown=False)
+    assert "40 %" in text and "-0.10" in text and "90 %" in text

@@ -64,7 +64,7 @@ def enhance(
 
     Options are the fields of :class:`EnhanceConfig` (``scale``, ``model``, ``start``,
     ``duration``, ``on_error``, ``edge``, ``overwrite``, ``scene_threshold``, ``report``), of
-    :class:`RunnerConfig` (``device``, ``half``, ``tile``, ``tile_pad``, ``batch``) and of
+    :class:`RunnerConfig` (``device``, ``half``, ``tile``, ``tile_pad``, ``batch``, ``runtime``) and of
     :class:`EncodeOptions` (``backend``, ``codec``, ``crf``, ``preset``, ``pix_fmt``,
     ``encoder_args``, ``copy_audio``, ``copy_subtitles``), given flat as keywords, e.g.
     ``enhance("in.mp4", "out.mkv", scale=2, tile=256, crf=16)``. Test-time adaptation:

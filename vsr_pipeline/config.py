@@ -3,10 +3,10 @@
 This module imports nothing heavy: the command line reads its defaults to build ``--help``
 (one source of truth for every default).
 
-- :class:`RunnerConfig`: where and how the network runs (device, fp16, tiles, batching).
+- :class:`RunnerConfig`: where and how the network runs (device, fp16, tiles, batching, runtime).
 - :class:`StageConfig`: what the enhancement stage is built from (model, scale, runner,
   adaptation); see :class:`vsr_pipeline.enhancer.Enhancer`.
-- :class:`EncodeOptions`: how a file driver encodes its output.
+- :class:`EncodeOptions`: how a file driver encodes its output (defined in :mod:`vsr_pipeline.io.options`).
 - :class:`EnhanceConfig`: everything ``vsrpipe enhance`` can be told.
 """
 
@@ -18,10 +18,12 @@ from pathlib import Path
 
 from vsr_pipeline.adapt.config import AdaptConfig
 from vsr_pipeline.errors import ConfigError
+from vsr_pipeline.io.options import EncodeOptions  # noqa: F401  (re-exported: lives below adapt/)
 
 DEFAULT_MODEL = "vsrnet-x4"  # the shipped network; bicubic is the baseline
 EDGES = ("replicate", "reflect")
 ON_ERROR = ("stop", "skip")
+RUNTIMES = ("torch", "onnxruntime", "openvino", "auto")  # --runtime choices (vsr_pipeline.runtimes.NAMES)
 
 
 MIN_TILE = 8  # the smallest --tile accepted whatever the pad
@@ -51,8 +53,11 @@ class RunnerConfig:
     tile: int = 0  # LR tile size in pixels; 0 = whole frames
     tile_pad: int = 16  # LR context pixels around each tile (≥ the model's receptive radius)
     batch: int = 1  # windows per forward pass
+    runtime: str = "auto"  # "torch", "onnxruntime", "openvino", or "auto": the fastest installed one with the same output
 
     def __post_init__(self) -> None:
+        if self.runtime not in RUNTIMES:
+            raise ConfigError(f"--runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}.")
         if self.tile < 0 or self.tile_pad < 0:
             raise ConfigError("--tile and --tile-pad must be ≥ 0.")
         if self.tile and self.tile < min_tile(self.tile_pad):
@@ -83,21 +88,6 @@ class StageConfig:
 
 
 @dataclass(frozen=True)
-class EncodeOptions:
-    """How to encode the output; click options map onto these fields."""
-
-    backend: str = "pyav"  # "pyav" (in process) or "ffmpeg" (external binary via ffmpeg-python)
-    codec: str | None = None  # encoder name or alias; None: by container (libx264, webm: libvpx-vp9)
-    crf: int | None = None  # constant rate factor; None: the encoder's entry in DEFAULT_CRF
-    preset: str | None = None  # encoder preset; None: DEFAULT_PRESET
-    pix_fmt: str | None = None  # None: yuv420p for 8-bit input, yuv420p10le for deeper input
-    encoder_args: str = ""  # extra encoder/muxer options, e.g. "-tune film -x264-params aq-mode=3"; unknown ones are refused
-    copy_audio: bool = True  # copy audio streams without re-encoding
-    copy_subtitles: bool = True  # copy subtitle streams without re-encoding
-    ffmpeg_path: str | None = None  # ffmpeg backend: binary to run; None: PATH, then imageio-ffmpeg's
-
-
-@dataclass(frozen=True)
 class EnhanceConfig:
     """Everything `vsrpipe enhance` can be told; the CLI maps its options onto this."""
 
@@ -113,10 +103,11 @@ class EnhanceConfig:
     adapt: AdaptConfig = field(default_factory=AdaptConfig)  # test-time adaptation (method "none": off)
     report: Path | None = None  # write the run report (adaptation records included) as JSON here
     encode: EncodeOptions = field(default_factory=EncodeOptions)  # writer backend and codec
+    fps: float | None = None  # frame rate of an image-sequence input (--fps); needed to make a video of one
 
     def __post_init__(self) -> None:
         for name, value in (("--scale", self.scale), ("--start", self.start), ("--duration", self.duration),
-                            ("--scene-threshold", self.scene_threshold)):
+                            ("--scene-threshold", self.scene_threshold), ("--fps", self.fps)):
             _finite(name, value)
         if not self.scale > 0:
             raise ConfigError(f"--scale must be positive, got {self.scale:g}.")
@@ -126,6 +117,8 @@ class EnhanceConfig:
             raise ConfigError(f"--edge must be 'replicate' or 'reflect', got {self.edge!r}.")
         if self.start is not None and self.start < 0 or self.duration is not None and self.duration <= 0:
             raise ConfigError("--start must be ≥ 0 and --duration > 0.")
+        if self.fps is not None and not self.fps > 0:
+            raise ConfigError(f"--fps must be positive, got {self.fps:g}.")
         if self.scene_threshold < 0:
             raise ConfigError(f"--scene-threshold must be ≥ 0 (0 turns detection off), got {self.scene_threshold:g}.")
 

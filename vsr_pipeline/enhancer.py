@@ -49,14 +49,15 @@ class Enhancer:
     def __init__(self, config: StageConfig = StageConfig(), *, model: nn.Module | None = None) -> None:
         self.config = config
         self.model = model if model is not None else load_model(config.model, scale=config.scale)
-        self.runner = Runner(self.model, config.scale, config.runner)
+        online = config.adapt.method == "online"  # its output pass is separate from its steps: a fast runtime pays off
+        self.runner = Runner(self.model, config.scale, config.runner, adapted=online)
         self.kernels = _kernel_estimator(config)
         self.adapter: Adapter | None = None
         if config.adapt.method != "none":
             self.adapter = Adapter(
                 self.model, config.scale, config.adapt, device=self.runner.device,
-                degradation_for_scene=self.kernels.degradation_for_scene if self.kernels is not None else None,
-                forward=None if self.runner.plain else self.runner.run,
+                degradation_for_scene=self.kernels.estimate_for_scene if self.kernels is not None else None,
+                forward=None if self._objective_output(online) else self.runner.run,
             )
         self._lock = threading.RLock()
 
@@ -129,6 +130,24 @@ class Enhancer:
             if hasattr(method, "release"):
                 method.release(index)
 
+    def _objective_output(self, online: bool) -> bool:
+        """True when adaptation keeps its objective's own torch output (no separate output pass).
+
+        So it does with a plain torch runner, and with ``--runtime auto`` for every method:
+        for all but online the objective already made the frame's output, and online on
+        ONNX Runtime or OpenVINO measured slower end to end than on torch (0.64×, 30 frames
+        320×180, docs/runtimes.md), so ``auto`` does not pick them for adapted runs until that is
+        understood. An explicit ``--runtime`` is obeyed.
+        """
+        r = self.config.runner
+        return self.runner.plain or (r.runtime == "auto" and not r.tile and not r.half)
+
+    def runtime(self) -> dict:
+        """The runtime of the output passes for the run report: ``name`` (None until the first pass), ``asked``, and ``auto``'s trial."""
+        if self.adapter is not None and self.adapter.context.forward is None and self.config.runner.runtime == "auto":
+            return {"name": "torch", "asked": "auto", "note": "adaptation's own forward passes make the output frames"}
+        return self.runner.report()
+
     def report(self) -> dict | None:
         """The adaptation report so far (totals and per-frame records), None without adaptation."""
         return self.adapter.report.to_dict() if self.adapter is not None else None
@@ -159,18 +178,11 @@ class Enhancer:
 def _kernel_estimator(config: StageConfig):
     """The per-scene kernel estimator behind ``--degradation estimate`` (``kernel_method``), else None."""
     adapt = config.adapt
-    if adapt.method == "none" or adapt.degradation.split(",")[0].strip() != "estimate":
+    if adapt.method == "none" or adapt.degradation_kind != "estimate":
         return None
-    from vsr_pipeline.kernels.estimate import KernelEstimator
+    from vsr_pipeline.kernels.estimate import KernelEstimator, method_config
 
-    if adapt.kernel_method == "spectral":
-        from vsr_pipeline.kernels.spectral import SpectralConfig
-
-        method = SpectralConfig()
-    else:
-        from vsr_pipeline.kernels.kernelgan import KernelGANConfig
-
-        method = KernelGANConfig.fast()
+    method = method_config(adapt.kernel_method)
     if config.scale not in (2, 4):
         raise ConfigError(f"--degradation estimate works at scale 2 or 4, got {config.scale:g}; give an explicit degradation.")
     return KernelEstimator(int(config.scale), method)

@@ -1,4 +1,6 @@
-"""The file → file driver behind ``vsrpipe enhance``: reader → windows → stage → writer.
+"""The file → file driver behind ``vsrpipe enhance``: source → windows → stage → sink.
+
+Sources and sinks are video files or image sequences (:mod:`vsr_pipeline.io.source`).
 
 The stage (:class:`~vsr_pipeline.enhancer.Enhancer`) owns the model and adaptation; this
 driver owns the files, the windows and their scene cuts, batching, and the run report.
@@ -19,21 +21,21 @@ import torch
 from vsr_pipeline.config import EnhanceConfig
 from vsr_pipeline.enhancer import Enhancer
 from vsr_pipeline.errors import ConfigError, InputError
-from vsr_pipeline.io.files import check_paths, check_report_path, write_bytes_atomic
-from vsr_pipeline.io.probe import probe
+from vsr_pipeline.io.files import check_report_path, write_bytes_atomic
 from vsr_pipeline.io.reader import Frame
 from vsr_pipeline.io.scenes import SceneConfig, SceneDetector
+from vsr_pipeline.io.source import check_output, probe_source
 from vsr_pipeline.io.transcode import Progress, expected_frames, transcode
 from vsr_pipeline.io.windows import windows
 
-__all__ = ["EnhanceResult", "Progress", "run_enhance", "write_report"]
+__all__ = ["EnhanceResult", "Progress", "run_enhance", "run_windows", "write_report"]
 
 
 @dataclass(frozen=True)
 class EnhanceResult:
     """The run report."""
 
-    output: Path  # file written
+    output: Path  # file (or numbered image pattern) written
     frames: int  # frames written (= frames read)
     lost_frames: int  # frames lost to input damage (--on-error skip)
     seconds: float  # wall time of the whole run
@@ -42,6 +44,7 @@ class EnhanceResult:
     model: str  # model used
     device: str  # device used
     adapt: dict | None = None  # adaptation report (totals and per-frame records), None without --adapt
+    runtime: dict | None = None  # the runtime of the output passes: name, what --runtime asked, auto's trial
 
     @property
     def fps(self) -> float:
@@ -54,6 +57,7 @@ class EnhanceResult:
             "output": str(self.output), "frames": self.frames, "lost_frames": self.lost_frames,
             "seconds": self.seconds, "fps": self.fps, "input_size": self.input_size,
             "output_size": self.output_size, "model": self.model, "device": self.device, "adapt": self.adapt,
+            "runtime": self.runtime,
         }
 
 
@@ -67,10 +71,10 @@ def run_enhance(
     """
     t0 = time.perf_counter()
     src, dst = Path(src), Path(dst)
-    check_paths(src, dst, config.overwrite)
+    check_output(src, dst, config.overwrite)
     if config.report is not None:
         check_report_path(config.report, overwrite=config.overwrite, used=(src, dst, config.model))
-    info = probe(src)
+    info = probe_source(src, dst, fps=config.fps)
     if config.start and info.duration is not None and config.start >= info.duration:
         raise InputError(f"--start {config.start:g} s is past the end of {str(src)!r} ({info.duration:.2f} s).")
     if progress is not None:
@@ -90,10 +94,10 @@ def run_enhance(
         for win in windows(frames, size=stage.frames, edge=config.edge, is_cut=cuts):
             batch.append(win)
             if len(batch) >= config.runner.batch:
-                yield from _run_batch(stage, batch)
+                yield from run_windows(stage, batch)
                 batch = []
         if batch:
-            yield from _run_batch(stage, batch)
+            yield from run_windows(stage, batch)
 
     stats = transcode(
         src, dst, info, (out_w, out_h), transform, encode=config.encode, replace=config.overwrite,
@@ -110,15 +114,22 @@ def run_enhance(
         model=stage.name,
         device=str(stage.device),
         adapt=stage.report(),
+        runtime=stage.runtime(),
     )
     if config.report is not None:
         write_report(config.report, result, replace=config.overwrite)
     return result
 
 
-def _run_batch(stage: Enhancer, batch: list) -> Iterator[tuple[Frame, torch.Tensor]]:
+def run_windows(stage: Enhancer, batch: list, scenes: list[int] | None = None) -> Iterator[tuple[Frame, torch.Tensor]]:
+    """Run one batch of windows through ``stage`` -> (centre frame, output (C, oH, oW)) pairs, in order.
+
+    ``scenes``: each window's scene number (default: the windows' own, counted from the
+    first frame read); batch segments give the whole file's. Every driver calls the stage here.
+    """
     x = torch.stack([w.frames for w in batch])  # (B, T, C, H, W)
-    y = stage.process(x, [w.centre.index for w in batch], [w.scene for w in batch])  # (B, C, oH, oW)
+    scenes = [w.scene for w in batch] if scenes is None else scenes
+    y = stage.process(x, [w.centre.index for w in batch], scenes)  # (B, C, oH, oW)
     for win, out in zip(batch, y):
         yield win.centre, out
 

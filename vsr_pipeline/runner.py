@@ -1,16 +1,16 @@
-"""Tiled, batched inference of a model on CPU or CUDA.
+"""Tiled, batched inference of a model on CPU or CUDA, through a runtime (:mod:`vsr_pipeline.runtimes`).
 
 Frames larger than memory are cut into LR tiles with ``tile_pad`` pixels of context on
 each side; every tile is upscaled and only its core is kept, so a convolutional network
 whose receptive field fits in the pad gives exactly the untiled result (no seams).
 A model serving a scale other than its native one has its stitched output resized with
-MATLAB bicubic to the requested size.
+MATLAB bicubic to the requested size. Tiling, resizing and batching live here; the
+runtime (torch, ONNX Runtime, OpenVINO, or ``auto``: the fastest that gives the same
+output, see :mod:`vsr_pipeline.runtimes.auto`) only runs each forward pass.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import logging
 
 import torch
@@ -19,6 +19,8 @@ from torch import nn
 from vsr_pipeline.config import RunnerConfig
 from vsr_pipeline.degrade.resize import imresize
 from vsr_pipeline.errors import ConfigError, VsrError
+from vsr_pipeline.runtimes import Runtime, auto, build_runtime, usable
+from vsr_pipeline.runtimes.auto import Choice, trial
 
 log = logging.getLogger(__name__)
 
@@ -46,31 +48,45 @@ class Runner:
 
     ``scale`` is the requested output scale; the model's native ``info.scale`` is used
     for the network itself. The caller's ``model`` stays fp32 (adaptation tunes copies
-    of it); with ``half`` the runner keeps its own fp16 copy for plain inference and runs
-    other networks handed to :meth:`run` (adapted copies) under fp16 autocast.
+    of it); with ``half`` the torch runtime keeps its own fp16 copy for plain inference and
+    runs other networks handed to :meth:`run` (adapted copies) under fp16 autocast.
+    ``adapted``: most output passes will run adapted copies (online adaptation), so ``auto``
+    times the runtimes that way.
     """
 
-    def __init__(self, model: nn.Module, scale: float, config: RunnerConfig = RunnerConfig()) -> None:
+    def __init__(self, model: nn.Module, scale: float, config: RunnerConfig = RunnerConfig(), *, adapted: bool = False) -> None:
         self.config = config
         self.device = resolve_device(config.device)
         if config.half and self.device.type != "cuda":
             raise ConfigError("--half needs a CUDA device; fp16 on the CPU is slower and less accurate.")
-        self.dtype = torch.float16 if config.half else torch.float32
         self.master = model.to(self.device).eval()
-        self.model = copy.deepcopy(self.master).to(dtype=self.dtype) if config.half else self.master
+        self.model = self.master
         self.info = model.info
         self.scale = scale
         self.native = float(self.info.scale)
+        self.adapted = adapted
+        self.choice: Choice | None = None  # the runtime in use and how it was chosen; None until the first pass with auto
+        self.runtime: Runtime | None = None
+        self._tiles_on: Runtime | None = None  # the runtime of the tiled pass under way (auto's trial tries several)
+        if config.runtime != "auto":
+            self.runtime = build_runtime(config.runtime, self.master, self.device, half=config.half)
+            self.choice = Choice(config.runtime, asked=config.runtime)
         self._first = True  # the first output is checked for NaN / infinity (later ones are cleaned, not checked)
 
     @property
     def plain(self) -> bool:
-        """True when :meth:`run` is a plain fp32 forward of whole frames (no tiles, no fp16)."""
-        return not self.config.tile and not self.config.half
+        """True when :meth:`run` is a plain fp32 torch forward of whole frames (no tiles, no fp16, runtime torch)."""
+        return not self.config.tile and not self.config.half and self.config.runtime == "torch"
 
     def __call__(self, windows: torch.Tensor) -> torch.Tensor:
         """Upscale the centre frames of ``windows`` (B, T, C, H, W) with the loaded model; float32 on the runner's device."""
         return self.run(self.model, windows)
+
+    def report(self) -> dict:
+        """The runtime for the run report: name, what was asked, and ``auto``'s trial (empty before the first pass)."""
+        if self.choice is None:
+            return {"name": None, "asked": self.config.runtime}
+        return self.choice.to_dict()
 
     @torch.inference_mode()
     def run(self, net: nn.Module, windows: torch.Tensor) -> torch.Tensor:
@@ -81,27 +97,51 @@ class Runner:
             windows = windows[:, t : t + 1]
         elif windows.shape[1] != frames:
             raise ValueError(f"model reads {frames} frames, got windows of {windows.shape[1]}")
-        param = next(net.parameters(), None)
-        dtype = param.dtype if param is not None else self.dtype
-        x = windows.to(self.device, dtype, non_blocking=True)
-        autocast = (
-            torch.autocast(self.device.type, dtype=torch.float16)
-            if self.config.half and dtype == torch.float32 else contextlib.nullcontext()
-        )
+        x = windows.to(self.device, torch.float32, non_blocking=True)
         h, w = x.shape[-2:]
-        tile = self.config.tile
-        with autocast:
-            if tile and (h > tile or w > tile):
-                y = self._tiled(net, x, tile, self.config.tile_pad)
-            else:
-                y = net(x)
-        y = y.float()
+        tuned = None if net is self.master else net
+        if self.runtime is None:
+            y = self._choose(x, tuned)
+        else:
+            y = self._pass(self.runtime, x, tuned)
         if self._first:
             self._check_first(y)
         target = output_size(h, w, self.scale)
         if tuple(y.shape[-2:]) != target:
             y = imresize(y, out_shape=target)
         return torch.nan_to_num(y, nan=0.0).clamp_(0.0, 1.0)
+
+    def _choose(self, x: torch.Tensor, tuned: nn.Module | None) -> torch.Tensor:
+        """``auto``: build every usable runtime, time them on this batch, keep the chosen one; torch's output."""
+        runtimes: dict[str, Runtime] = {}
+        failed: dict[str, str] = {}
+        if x.shape[-2] * x.shape[-1] < auto.MIN_PIXELS:
+            self.runtime = build_runtime("torch", self.master, self.device, half=self.config.half)
+            self.choice = Choice("torch", note=f"frames under {auto.MIN_PIXELS} px stay on torch (no trial)")
+            return self._pass(self.runtime, x, tuned)
+        for name in usable(self.device, self.config.half):
+            try:
+                runtimes[name] = build_runtime(name, self.master, self.device, half=self.config.half)
+            except ConfigError as exc:
+                failed[name] = str(exc)
+        probe = tuned if tuned is not None else (self.master if self.adapted else None)
+        passes = {name: (lambda rt=rt: self._pass(rt, x, probe)) for name, rt in runtimes.items()}
+        if len(passes) == 1:
+            choice, y = Choice("torch"), self._pass(runtimes["torch"], x, tuned)
+        else:
+            choice, y = trial(passes)  # torch's output: the same network and weights as ``tuned`` (fp32)
+        choice.failed.update(failed)
+        self.choice, self.runtime = choice, runtimes[choice.runtime]
+        return y
+
+    def _pass(self, runtime: Runtime, x: torch.Tensor, net: nn.Module | None) -> torch.Tensor:
+        """One output pass of ``x`` (B, T, C, H, W) through ``runtime``, tiled when asked -> (B, C, sH, sW) float32."""
+        h, w = x.shape[-2:]
+        tile = self.config.tile
+        if tile and (h > tile or w > tile):
+            self._tiles_on = runtime
+            return self._tiled(net, x, tile, self.config.tile_pad)
+        return runtime.run(x, net)
 
     def _check_first(self, y: torch.Tensor) -> None:
         """VsrError when the first output holds NaN or infinity: the cleaning below would make it black."""
@@ -115,7 +155,9 @@ class Runner:
             )
         self._first = False
 
-    def _tiled(self, net: nn.Module, x: torch.Tensor, tile: int, pad: int) -> torch.Tensor:
+    def _tiled(self, net: nn.Module | None, x: torch.Tensor, tile: int, pad: int) -> torch.Tensor:
+        """Tiles of ``x`` with ``pad`` px of context through ``self._tiles_on`` (the runtime of this pass), stitched."""
+        runtime = self._tiles_on
         h, w = x.shape[-2:]
         s = self.native
         out = None
@@ -124,7 +166,7 @@ class Runner:
                 bottom, right = min(top + tile, h), min(left + tile, w)
                 t0, l0 = max(top - pad, 0), max(left - pad, 0)
                 t1, l1 = min(bottom + pad, h), min(right + pad, w)
-                y = net(x[..., t0:t1, l0:l1])  # (B, C, s*(t1-t0), s*(l1-l0))
+                y = runtime.run(x[..., t0:t1, l0:l1], net)  # (B, C, s*(t1-t0), s*(l1-l0))
                 if out is None:
                     out = y.new_empty(*y.shape[:2], round(h * s), round(w * s))
                 oy, ox = round((top - t0) * s), round((left - l0) * s)

@@ -203,5 +203,5 @@ def test_batch_has_every_enhance_option_with_the_same_default():
 
     mine = {p.name: p.default for p in batch_command.params}
     for p in enhance.params:
-        if p.name not in ("input", "output", "resume", "segment_frames"):
+        if p.name not in ("input", "output", "resume", "segment_frames", "fps"):  # --fps: image-sequence INPUT, enhance only
             assert p.name in mine and mine[p.name] == p.default, p.name

@@ -117,16 +117,16 @@ def test_foreign_segments_with_the_same_timing_are_not_published(tmp_path, resum
 
 def test_a_join_that_comes_out_short_publishes_nothing(tmp_path, resumed, monkeypatch):
     """The frame count is checked before the publish, whatever made the join short."""
-    import vsr_pipeline.batch.segments as segments
+    import vsr_pipeline.io.join as join
 
     src, out, work, _ = resumed
-    real = segments._video_packets
+    real = join._video_packets
 
     def short(files):
         packets = list(real(files))
         yield from packets[:-11]
 
-    monkeypatch.setattr(segments, "_video_packets", short)
+    monkeypatch.setattr(join, "_video_packets", short)
     r = cli("enhance", src, out, *ARGS, "--resume", "--segment-frames", "10")
     assert r.exit_code == 4, r.output
     assert "gave 19 frames where 30 were planned; nothing was published" in r.output

@@ -17,7 +17,7 @@ DEFAULT_LR = {"adam": 3e-4, "sgd": 0.005}  # chosen on bigbuckbunny (Adam) and b
 # command-line flags whose name is not the field's
 FLAGS = {"method": "--adapt", "optimizer": "--adapt-optimizer", "lr": "--adapt-lr", "mc_dropout": "--mc-dropout", "budget": "--adapt-budget", "warmup": "--adapt-warmup"}
 OBJECTIVES = ("consistency", "internal", "both")
-KERNEL_METHODS = ("spectral", "kernelgan")  # estimators behind --degradation estimate (docs/kernel-estimation.md)
+KERNEL_METHODS = ("learned", "spectral", "kernelgan")  # estimators behind --degradation estimate (docs/kernel-estimation.md)
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class AdaptConfig:
 
     method: str = "none"  # none | consistency | masked | online | internal (see adapt.registry)
     degradation: str = "bicubic"  # A' as a spec string (see vsr_pipeline.degrade.operator); "estimate" needs a per-scene kernel
-    kernel_method: str = "spectral"  # how "estimate" estimates each scene's kernel: spectral (closed form) | kernelgan (fast mode)
+    kernel_method: str = "learned"  # how "estimate" finds each scene's blur: learned (blur beyond bicubic) | spectral | kernelgan
     optimizer: str = "adam"  # adam | sgd (Lucas et al.: plain SGD, lr 0.005); see docs/adaptation.md for the choice
     lr: float | None = None  # learning rate on the mean-squared loss; None: DEFAULT_LR of the optimizer
     momentum: float = 0.0  # SGD momentum; 0 = the paper's plain SGD
@@ -55,6 +55,11 @@ class AdaptConfig:
     seed: int = 0  # seeds the online crops (per frame index) and the MC-dropout passes
 
     @property
+    def degradation_kind(self) -> str:
+        """The kind of ``degradation`` as parsed when this config was made: bicubic, gauss, aniso, disk, kernel or estimate."""
+        return self._degradation_kind
+
+    @property
     def learning_rate(self) -> float:
         """``lr``, or the optimizer's default when it was not given."""
         return DEFAULT_LR[self.optimizer] if self.lr is None else self.lr
@@ -77,7 +82,7 @@ class AdaptConfig:
                 )
         if self.momentum and self.optimizer != "sgd":
             raise ConfigError("--momentum applies only with --adapt-optimizer sgd (Adam has its own); drop it or use sgd.")
-        if self.kernel_method != "spectral" and self.degradation.split(",")[0].strip() != "estimate":
+        if self.kernel_method != AdaptConfig.kernel_method and self.degradation_kind != "estimate":
             raise ConfigError(
                 "--kernel-method applies only with --degradation estimate, "
                 f"so it would be ignored with --degradation {self.degradation}; drop it."
@@ -88,10 +93,12 @@ class AdaptConfig:
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"{flag(f.name)} must be a finite number, got {value}.")
+        kind = "bicubic"
         if self.degradation != default("degradation"):
             from vsr_pipeline.degrade.operator import parse_degradation  # imports torch: only for a given spec
 
-            parse_degradation(self.degradation, 4.0)  # raises ConfigError naming what is wrong
+            kind = parse_degradation(self.degradation, 4.0).kind  # raises ConfigError naming what is wrong
+        object.__setattr__(self, "_degradation_kind", kind)  # parsed once, here; not a field (equality, hash)
         if self.method not in METHODS:
             raise ConfigError(f"Unknown adaptation method '{self.method}'; use one of {', '.join(METHODS)}.")
         if self.objective not in OBJECTIVES:

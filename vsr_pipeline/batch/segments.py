@@ -29,10 +29,7 @@ the writer thread and the atomic publish are those of ``enhance``.
 from __future__ import annotations
 
 import bisect
-import contextlib
-import heapq
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -40,7 +37,8 @@ from typing import Callable, Iterable, Iterator
 
 from vsr_pipeline.batch.faults import fault
 from vsr_pipeline.config import EnhanceConfig
-from vsr_pipeline.errors import DecodeError, OutputError
+from vsr_pipeline.errors import DecodeError
+from vsr_pipeline.io.files import fsync_file
 from vsr_pipeline.io.probe import VideoInfo
 
 log = logging.getLogger(__name__)
@@ -119,14 +117,14 @@ def make_plan(pts: list[int], starts: list[int], target: int, *, inside_scenes: 
 
 def plan_file(src: Path, info: VideoInfo, config: EnhanceConfig, target: int) -> Plan:
     """Decode ``src`` once: every frame's timestamp and the scene cuts ``enhance`` would find -> :class:`Plan`."""
-    from vsr_pipeline.io.reader import VideoReader
     from vsr_pipeline.io.scenes import SceneConfig, SceneDetector
+    from vsr_pipeline.io.source import open_source
 
     detector = SceneDetector(SceneConfig(threshold=config.scene_threshold), fps=float(info.fps or 25))
     pts: list[int] = []
     starts = [0]
     prev = None
-    for frame in VideoReader(src, on_error=config.on_error, side_streams=(), info=info):
+    for frame in open_source(src, info, on_error=config.on_error):
         if prev is not None and detector(prev, frame):
             starts.append(frame.index)
         pts.append(frame.pts)
@@ -143,10 +141,9 @@ def encode_segment(src: Path, info: VideoInfo, config: EnhanceConfig, plan: Plan
     ``stage`` is an :class:`~vsr_pipeline.enhancer.Enhancer` built from ``config.stage``;
     it is reset first. ``progress(done)`` is called after every frame written.
     """
-    import torch
-
     from vsr_pipeline.io.transcode import transcode
     from vsr_pipeline.io.windows import windows
+    from vsr_pipeline.pipeline import run_windows
 
     t0 = time.perf_counter()
     seg = plan.segments[idx]
@@ -168,12 +165,8 @@ def encode_segment(src: Path, info: VideoInfo, config: EnhanceConfig, plan: Plan
             yield f
 
     def run(batch: list) -> Iterator:
-        x = torch.stack([w.frames for w in batch])  # (B, T, C, H, W)
-        idx_ = [w.centre.index for w in batch]
-        scenes = [bisect.bisect_right(plan.starts, i) - 1 for i in idx_]
-        y = stage.process(x, idx_, scenes)  # (B, C, oH, oW)
-        for win, out in zip(batch, y):
-            yield win.centre, out
+        scenes = [bisect.bisect_right(plan.starts, w.centre.index) - 1 for w in batch]  # the whole file's numbering
+        return run_windows(stage, batch, scenes)
 
     def transform(frames: Iterable) -> Iterator:
         nonlocal written
@@ -209,111 +202,15 @@ def encode_segment(src: Path, info: VideoInfo, config: EnhanceConfig, plan: Plan
 
 def join_segments(src: Path, info: VideoInfo, config: EnhanceConfig, files: list[Path], dst: Path, size: tuple[int, int],
                   *, replace: bool, expected: int | None = None, before_publish: Callable[[], None] | None = None) -> int:
-    """Join the encoded segment ``files`` into ``dst`` without re-encoding, with ``src``'s audio and subtitles.
+    """Join the encoded segment ``files`` into ``dst`` (see :func:`vsr_pipeline.io.join.join_video`) -> frames joined.
 
-    ``size`` is the (width, height) of the output frames. The file is written beside
-    ``dst``, fsynced and published atomically (``replace``: may replace an existing
-    file) — only when it holds ``expected`` frames (when given) and ``before_publish()``
-    (when given) has not raised; otherwise nothing appears at ``dst``. Returns the number
-    of video frames joined.
+    ``size`` is the (width, height) of the output frames; nothing appears at ``dst``
+    unless it holds ``expected`` frames (when given) and ``before_publish()`` did not raise.
     """
-    import av
+    from vsr_pipeline.io.join import join_video
 
-    from vsr_pipeline.io.encoding import plan_output
-    from vsr_pipeline.io.files import atomic_output
-    from vsr_pipeline.io.probe import open_input
-
-    plan = plan_output(dst, info, size, config.encode)
-    frames = 0
-    with atomic_output(dst, replace=replace) as tmp, contextlib.ExitStack() as opened:
-        try:
-            out = opened.enter_context(
-                av.open(str(tmp), mode="w", format=plan.muxer, container_options=dict(plan.format_options) or None)
-            )
-            source = opened.enter_context(open_input(src)) if plan.side_streams else None
-            with av.open(str(files[0])) as first:
-                template = first.streams.video[0]
-                vout = out.add_stream_from_template(template)
-                vout.time_base = template.time_base
-            side = {i: out.add_stream_from_template(source.streams[i]) for i in plan.side_streams}
-            half = max(1, (info.frame_count or 2) // 2)
-            video = _video_packets(files)
-            extra = _side_packets(source, plan.side_streams) if source is not None else iter(())
-            for kind, packet in heapq.merge(video, extra, key=lambda kp: _when(kp[1])):
-                packet.stream = vout if kind == "video" else side[kind]
-                out.mux(packet)
-                if kind == "video":
-                    frames += 1
-                    if frames == half:
-                        fault("join")
-        except av.error.FFmpegError as exc:
-            raise OutputError(f"Joining the segments of {str(dst)!r} failed ({exc}).") from exc
-        opened.close()  # every container closed (the output's trailer written) before the fsync
-        if expected is not None and frames != expected:
-            raise OutputError(
-                f"Joining the segments of {str(dst)!r} gave {frames} frames where {expected} were planned; "
-                "nothing was published. Run again: segments that do not match their record are encoded anew."
-            )
-        if before_publish is not None:
-            before_publish()
-        fsync_file(tmp)
-    fsync_file(dst.parent)
-    return frames
-
-
-def _when(packet) -> float:
-    t = packet.dts if packet.dts is not None else packet.pts
-    return float((t or 0) * packet.time_base)
-
-
-def _video_packets(files: list[Path]) -> Iterator[tuple[str, object]]:
-    """The video packets of every segment file in order, with decode timestamps for the joined stream.
-
-    Each segment's encoder started its own decode timeline (and Matroska stores none), so
-    the decode timestamps are rebuilt the way a muxer does for one stream: packet i decodes
-    at the i-th smallest presentation time, ``delay`` packets back — the smallest delay
-    that keeps every packet's decode time at or before its presentation time.
-    """
-    import av
-
-    order: list[list[int]] = []  # presentation timestamps, per file, in decode order
-    for path in files:
-        with av.open(str(path)) as c:
-            pts = [p.pts for p in c.demux(c.streams.video[0]) if p.size]
-        if any(t is None for t in pts):
-            raise OutputError(f"Segment {str(path)!r} has packets without timestamps; it cannot be joined.")
-        order.append(pts)
-    delay = 0
-    for pts in order:
-        rank = {t: r for r, t in enumerate(sorted(pts))}
-        delay = max([delay] + [j - rank[t] for j, t in enumerate(pts)])
-    timeline = sorted(t for pts in order for t in pts)
-    step = (timeline[1] - timeline[0]) if len(timeline) > 1 else 1
-    i = 0
-    for path in files:
-        with av.open(str(path)) as c:
-            for packet in c.demux(c.streams.video[0]):
-                if packet.size == 0:  # the demuxer's empty flush packet
-                    continue
-                packet.dts = timeline[i - delay] if i >= delay else timeline[0] - (delay - i) * step
-                i += 1
-                yield "video", packet
-
-
-def _side_packets(source, indices: tuple[int, ...]) -> Iterator[tuple[int, object]]:
-    """The audio/subtitle packets of ``source`` (streams ``indices``), as the reader keeps them."""
-    for packet in source.demux([source.streams[i] for i in indices]):
-        if packet.size and packet.pts is not None:
-            yield packet.stream.index, packet
-
-
-def fsync_file(path: Path) -> None:
-    """Flush ``path`` (a file or a folder) to disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    return join_video(src, info, config.encode, files, dst, size, replace=replace, expected=expected,
+                      before_publish=before_publish, at_half=lambda: fault("join"))
 
 
 def segment_path(work: Path, idx: int, ext: str) -> Path:
@@ -334,5 +231,6 @@ def merge_reports(reports: list[dict | None]) -> dict | None:
         for r in reports for f in r["frames"]
     ]
     head = reports[0]
-    merged = AdaptReport(head["method"], head["degradation"], head["scale"], sorted(records, key=lambda f: f.index))
+    scenes = {int(k): v for r in reports for k, v in (r.get("scenes") or {}).items()}
+    merged = AdaptReport(head["method"], head["degradation"], head["scale"], sorted(records, key=lambda f: f.index), scenes)
     return merged.to_dict()

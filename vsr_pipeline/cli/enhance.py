@@ -11,7 +11,7 @@ from vsr_pipeline.adapt.config import KERNEL_METHODS, OBJECTIVES, OPTIMIZERS
 from vsr_pipeline.adapt.config import default as adapt_default
 from vsr_pipeline.cli.common import PROGRESS_MODES, progress_bar
 from vsr_pipeline.cli.help import SectionedCommand
-from vsr_pipeline.config import EDGES, ON_ERROR, EncodeOptions, EnhanceConfig, RunnerConfig, field_default
+from vsr_pipeline.config import EDGES, ON_ERROR, RUNTIMES, EncodeOptions, EnhanceConfig, RunnerConfig, field_default
 
 _ADAPT_HELP = "Test-time adaptation: " + "; ".join(f"{s.name}: {s.summary}" for s in registry.METHODS.values()) + "."
 
@@ -22,8 +22,8 @@ def _d(cls, name):
 
 # `enhance --help` (and `batch --help`) list the options in these sections
 SECTIONS = {
-    "Input and output": ["start", "duration", "on_error", "overwrite", "report", "resume", "segment_frames"],
-    "Model and device": ["scale", "model", "device", "half", "tile", "tile_pad", "batch", "edge", "scene_threshold"],
+    "Input and output": ["fps", "start", "duration", "on_error", "overwrite", "report", "resume", "segment_frames"],
+    "Model and device": ["scale", "model", "device", "half", "tile", "tile_pad", "batch", "runtime", "edge", "scene_threshold"],
     "Adaptation": [
         "adapt", "degradation", "kernel_method", "adapt_optimizer", "adapt_lr", "lr_search", "guard", "patience", "max_steps", "backtrack",
         "steps_per_frame", "warmup", "budget", "objective", "mc_passes", "save_masks",
@@ -42,11 +42,12 @@ SECTIONS = {
 @click.option("--tile", type=int, default=_d(RunnerConfig, "tile"), show_default=True, help="Process frames in LR tiles of this size (0 = whole frames). With --adapt the output pass is tiled; the adaptation steps still use whole frames or crops.")
 @click.option("--tile-pad", type=int, default=_d(RunnerConfig, "tile_pad"), show_default=True, help="LR context pixels around each tile (with --tile).")
 @click.option("--batch", type=int, default=_d(RunnerConfig, "batch"), show_default=True, help="Windows per forward pass.")
+@click.option("--runtime", type=click.Choice(RUNTIMES), default=_d(RunnerConfig, "runtime"), show_default=True, help="What runs the network's output passes (not the writer, see --backend): torch, onnxruntime or openvino (extras [onnx], [openvino]); auto: the fastest installed one whose output matches torch's, timed on the first frames and named in the report. Adaptation steps always run in torch.")
 @click.option("--edge", type=click.Choice(EDGES), default=_d(EnhanceConfig, "edge"), show_default=True, help="How windows are filled at clip edges and scene cuts.")
 @click.option("--scene-threshold", type=float, default=_d(EnhanceConfig, "scene_threshold"), show_default=True, help="Scene-cut sensitivity (PySceneDetect content score); windows never mix scenes. 0 turns detection off.")
 @click.option("--adapt", type=click.Choice(registry.NAMES), default=adapt_default("method"), show_default=True, help=_ADAPT_HELP)
 @click.option("--degradation", default=adapt_default("degradation"), show_default=True, help="A' for adaptation: bicubic, gauss:sigma=2.0, aniso:l1=..,l2=..,theta=.., disk:radius=2, kernel:k.npy, or estimate (estimated per scene, see --kernel-method).")
-@click.option("--kernel-method", type=click.Choice(KERNEL_METHODS), default=adapt_default("kernel_method"), show_default=True, help="How --degradation estimate finds each scene's kernel: spectral (closed-form fit of the LR power spectrum, milliseconds) or kernelgan (KernelGAN fast mode, about a minute per scene; unreliable, see docs/kernel-estimation.md).")
+@click.option("--kernel-method", type=click.Choice(KERNEL_METHODS), default=adapt_default("kernel_method"), show_default=True, help="How --degradation estimate finds each scene's blur: learned (a small network trained on the training clips reads the blur beyond bicubic, or says there is none; milliseconds), spectral (closed-form fit of the LR power spectrum) or kernelgan (KernelGAN fast mode, about a minute per scene; unreliable). See docs/kernel-estimation.md.")
 @click.option("--adapt-optimizer", type=click.Choice(OPTIMIZERS), default=adapt_default("optimizer"), show_default=True, help="Adaptation optimiser (Lucas et al. use SGD; see docs/adaptation.md for why Adam is the default).")
 @click.option("--adapt-lr", type=float, default=None, help="Adaptation learning rate.  [default: 3e-4 for adam, 0.005 for sgd]")
 @click.option("--lr-search/--no-lr-search", default=adapt_default("lr_search"), show_default=True, help="Choose the learning rate per scene (online) or frame: try --adapt-lr times 10 ... 0.01 for a few steps on crops of one half of the frame, keep the one that lowers the loss most on crops of the other half.")
@@ -65,7 +66,7 @@ SECTIONS = {
 @click.option("--codec", "-c", default=None, help="Video encoder: libx264 (h264), libx265 (hevc), libsvtav1 (av1), libvpx-vp9 (vp9), ...  [default: libx264; libvpx-vp9 for .webm; libx265 for HDR10 input, which keeps its mastering display and light level]")
 @click.option("--crf", type=int, default=None, help="Constant rate factor, within the encoder's range.  [default: 18 x264, 20 x265, 30 av1/vp9]")
 @click.option("--preset", default=None, help="Encoder preset.  [default: medium for x264/x265, 8 for svt-av1]")
-@click.option("--pix-fmt", default=None, help="Output pixel format.  [default: yuv420p for 8-bit input, yuv420p10le for deeper input]")
+@click.option("--pix-fmt", default=None, help="Output pixel format (rgb24 or rgb48le for an image sequence).  [default: yuv420p for 8-bit input, yuv420p10le for deeper input; a sequence: 16-bit for deeper input]")
 @click.option("--encoder-args", default=_d(EncodeOptions, "encoder_args"), help="Extra encoder options as '-key value' pairs, e.g. \"-tune film\"; unknown options are an error.")
 @click.option("--no-audio", is_flag=True, help="Drop audio streams instead of copying them.")
 @click.option("--no-subtitles", is_flag=True, help="Drop subtitle streams instead of copying them.")
@@ -82,6 +83,7 @@ def enhance_options(command):
 @click.argument("input", type=click.Path(path_type=Path, dir_okay=True))
 @click.argument("output", type=click.Path(path_type=Path, dir_okay=True))
 @enhance_options
+@click.option("--fps", type=float, default=None, help="Frame rate of an image-sequence INPUT (a folder, frames/%06d.png or frames/*.tif); needed to make a video of it.")
 @click.option("--resume", is_flag=True, help="Work in durable segments beside OUTPUT; after a crash or kill, the same command with --resume finishes the file, identical to an uninterrupted run (docs/batch.md).")
 @click.option("--segment-frames", type=click.IntRange(min=1), default=1000, show_default=True, help="With --resume: about this many frames per segment (cut at scene cuts, or at any frame without --adapt).")
 @click.option("--progress", "progress_mode", type=click.Choice(PROGRESS_MODES), default="auto", show_default=True, help="auto: a bar on a terminal, else a log line every few seconds (frames, fps, ETA); json: one JSON object per line on stdout (frames, total, fps, eta) for wrappers; none: nothing. --quiet silences all but json.")
@@ -91,9 +93,12 @@ def enhance(
 ) -> None:
     """Upscale the video INPUT into OUTPUT (container from its extension: mp4, mkv, mov, webm).
 
-    Every frame keeps its timestamp; audio and subtitles are copied; the output appears
-    only when the run succeeds. An option that the chosen --adapt method would ignore is
-    an error (exit 7), as is every bad value, before any frame is decoded.
+    INPUT may be an image sequence (a folder, frames/%06d.png or frames/*.png; PNG/TIFF
+    8/16-bit, DPX, EXR) and OUTPUT a numbered pattern such as out/%06d.png (PNG, TIFF,
+    DPX: 16-bit for deeper input; EXR: float; numbered like the input). Every frame keeps its timestamp;
+    audio and subtitles are copied; the output appears only when the run succeeds. An
+    option that the chosen --adapt method would ignore is an error (exit 7), as is every
+    bad value, before any frame is decoded.
     """
     from vsr_pipeline.api import enhance as api_enhance
 
@@ -110,6 +115,9 @@ def enhance(
         if resume:
             from vsr_pipeline.api import make_config
             from vsr_pipeline.batch.resume import enhance_resumable
+            from vsr_pipeline.io.sequence import refuse_resume
+
+            refuse_resume(input, output, opts.get("fps"))
 
             result = enhance_resumable(input, output, make_config(**options), progress=update, segment_frames=segment_frames)
         else:
@@ -133,6 +141,9 @@ def enhance(
                 why = f"{t['guarded']} kept by --guard: the held-out crops did not improve" + (
                     "" if t["guarded"] == t["unchanged"] else f"; in {t['unchanged'] - t['guarded']} no step lowered the loss")
             same = f"; {t['unchanged']} of {t['frames']} frames unchanged ({why})" if t["unchanged"] else ""
+            sources = t.get("scene_sources") or {}
+            if sources:  # --degradation estimate: what each scene's estimate said
+                same += "; scene blur: " + ", ".join(f"{n} {what}" for what, n in sorted(sources.items()))
             click.echo(
                 f"adaptation ({result.adapt['method']}, {result.adapt['degradation']}): {t['steps']} steps, "
                 f"{t['adapt_seconds']:.1f} s adapting, {t['fallbacks']} fallback(s){same}",

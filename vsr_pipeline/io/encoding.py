@@ -19,7 +19,7 @@ from pathlib import Path
 
 import av
 
-from vsr_pipeline.config import EncodeOptions
+from vsr_pipeline.io.options import EncodeOptions
 from vsr_pipeline.errors import ConfigError, OutputError
 from vsr_pipeline.io.color import ColorSpec
 from vsr_pipeline.io.hdr import add_hdr_options

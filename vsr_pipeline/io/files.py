@@ -20,6 +20,7 @@ import hashlib
 import logging
 import os
 import re
+import shutil
 import socket
 import tempfile
 from pathlib import Path
@@ -28,8 +29,8 @@ from typing import BinaryIO, Callable, Iterable, Iterator
 from vsr_pipeline.errors import InputError, OutputError
 
 __all__ = [
-    "atomic_output", "check_paths", "check_report_path", "describe_os_error", "fitting_name", "publish",
-    "remove_stale_temps", "set_publish_guard", "temp_path_for", "write_bytes_atomic",
+    "atomic_output", "check_paths", "check_report_path", "describe_os_error", "fitting_name", "fsync_file", "publish", "publish_dir",
+    "remove_stale_temps", "set_publish_guard", "temp_dir_for", "temp_path_for", "write_bytes_atomic",
 ]
 
 log = logging.getLogger(__name__)
@@ -176,7 +177,10 @@ def remove_stale_temps(path: Path | str) -> list[Path]:
             continue
         stale = path.parent / name
         try:
-            stale.unlink()
+            if stale.is_dir() and not stale.is_symlink():  # an image sequence's staging folder (temp_dir_for)
+                shutil.rmtree(stale)
+            else:
+                stale.unlink()
         except OSError:
             continue
         log.warning("removed %s, a temporary file left by an earlier run (process %s) that did not finish", stale, m["pid"])
@@ -199,6 +203,44 @@ def temp_path_for(path: Path | str) -> Path:
         raise OutputError(f"Output folder {str(path.parent)!r} is not writable ({describe_os_error(exc)}).") from exc
     os.close(fd)
     return Path(name)
+
+
+def temp_dir_for(path: Path | str) -> Path:
+    """A fresh, hidden temporary folder beside ``path``, named as :func:`temp_path_for` names files (mode 0700).
+
+    Image sequences are written into one and published file by file, or as a whole
+    folder (:func:`publish_dir`). Stale ones of dead processes are removed first.
+    """
+    path = Path(path)
+    remove_stale_temps(path)
+    try:
+        return Path(tempfile.mkdtemp(
+            prefix=f".{_temp_stem(path)}.vsrpipe-{_host_tag()}-{os.getpid()}-", suffix=".partial" + path.suffix, dir=path.parent
+        ))
+    except OSError as exc:
+        raise OutputError(f"Output folder {str(path.parent)!r} is not writable ({describe_os_error(exc)}).") from exc
+
+
+def publish_dir(tmp: Path | str, target: Path | str) -> bool:
+    """Rename the finished temporary folder ``tmp`` to ``target`` unless something is there; False when it was.
+
+    The folder gets the permissions the umask gives a new folder (mkdtemp makes 0700).
+    An empty folder that appeared at ``target`` meanwhile counts as something (the caller
+    then publishes the files into it one by one).
+    """
+    tmp, target = Path(tmp), Path(target)
+    if _guard is not None:
+        _guard(target)
+    os.chmod(tmp, 0o777 & ~_umask())
+    if os.path.lexists(target):
+        return False
+    try:
+        os.rename(tmp, target)  # over an empty folder that appeared just now: nothing is lost
+    except OSError as exc:
+        if exc.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR):
+            return False
+        raise
+    return True
 
 
 def _umask() -> int:
@@ -299,3 +341,12 @@ def write_bytes_atomic(target: Path | str, data: bytes | Callable[[BinaryIO], ob
             fh.flush()
             os.fsync(fh.fileno())
     return target
+
+
+def fsync_file(path: Path | str) -> None:
+    """Flush ``path`` (a file or a folder) to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

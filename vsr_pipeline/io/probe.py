@@ -57,6 +57,7 @@ class VideoInfo:
     subtitles: tuple[StreamInfo, ...] = field(default=())  # subtitle streams
     mastering_display: MasteringDisplay | None = None  # HDR10 static metadata of the first frame, carried over
     content_light: ContentLight | None = None  # HDR10 content light level of the first frame, carried over
+    sequence: object | None = None  # an image sequence's listing (io.sequence.ImageSequence); None for a video file
 
     @property
     def display_size(self) -> tuple[int, int]:

@@ -133,6 +133,8 @@ class VideoReader:
     audio/subtitle streams whose packets should ride along with the frames.
     """
 
+    first_number = 1  # a video's frames are numbered from 1 when written as an image sequence (as FFmpeg does)
+
     def __init__(
         self,
         path: Path | str,

@@ -23,11 +23,11 @@ from typing import Callable, Iterable, Iterator
 
 import torch
 
-from vsr_pipeline.config import EncodeOptions
+from vsr_pipeline.io.options import EncodeOptions
 from vsr_pipeline.errors import InputError
 from vsr_pipeline.io.probe import VideoInfo
-from vsr_pipeline.io.reader import Frame, VideoReader
-from vsr_pipeline.io.writer import VideoWriter
+from vsr_pipeline.io.reader import Frame
+from vsr_pipeline.io.source import Sink, open_sink, open_source
 from vsr_pipeline.limits import check_encoder_size
 
 log = logging.getLogger(__name__)
@@ -73,17 +73,21 @@ def transcode(
 ) -> TranscodeStats:
     """Decode ``src`` (or its section), ``transform`` the frames and encode them to ``dst`` at ``size`` (w, h).
 
+    ``src`` and ``dst`` may be video files or image sequences (``info`` from
+    :func:`~vsr_pipeline.io.source.probe_source` says which for ``src``; a numbered
+    pattern such as ``out/%06d.png`` makes ``dst`` one), see :mod:`vsr_pipeline.io.source`.
+
     ``replace`` lets the publish replace a file at ``dst`` (``--overwrite``); without it a
     file that appears there during the run is kept and the run fails with OutputError.
     A size the encoder cannot take is refused before anything is decoded (OutputError, see
     :mod:`vsr_pipeline.limits`); then ``accept_size(width, height)``, when given, may refuse
     it for the caller's own reasons (raising a VsrError).
     """
-    writer = VideoWriter(dst, info, size, encode, replace=replace)
+    reader = open_source(src, info, start=start, duration=duration, on_error=on_error)
+    writer = open_sink(dst, info, size, encode, replace=replace, first_number=reader.first_number)
     check_encoder_size(writer.plan.codec, writer.plan.width, writer.plan.height)
     if accept_size is not None:
         accept_size(*size)
-    reader = VideoReader(src, start=start, duration=duration, on_error=on_error, side_streams=(), info=info)
     reader.side_streams = writer.plan.side_streams  # the writer decides which side streams it keeps
     expected = expected_frames(info, start, duration)
     if progress is not None:
@@ -122,7 +126,7 @@ _STOP = object()
 class _WriterThread:
     """Encode in a background thread so that encoding overlaps the transform."""
 
-    def __init__(self, writer: VideoWriter, depth: int = 4) -> None:
+    def __init__(self, writer: Sink, depth: int = 4) -> None:
         self.writer = writer
         self.q: queue.Queue = queue.Queue(maxsize=depth)
         self.error: BaseException | None = None

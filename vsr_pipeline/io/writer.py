@@ -41,18 +41,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vsr_pipeline.config import EncodeOptions
+from vsr_pipeline.io.options import EncodeOptions
 from vsr_pipeline.errors import ConfigError, OutputError
 from vsr_pipeline.io.color import rgb_to_yuv
 from vsr_pipeline.io.encoding import _PRI_NAMES, _SPC_NAMES, _TRC_NAMES, _Plan, find_ffmpeg, plan_output
 from vsr_pipeline.io.files import describe_os_error, publish, temp_path_for
 from vsr_pipeline.io.rgb import pack as pack_rgb
+from vsr_pipeline.io.sink import SinkContext
 from vsr_pipeline.io.probe import VideoInfo, open_input
 
 log = logging.getLogger(__name__)
 
 
-class VideoWriter:
+class VideoWriter(SinkContext):
     """Write RGB frames (3, H, W) to ``path`` with the input's timestamps and side streams.
 
     Use as a context manager; :meth:`write` once per frame in order, then leaving the
@@ -74,16 +75,6 @@ class VideoWriter:
         self.tmp: Path | None = None
         self.frames_written = 0
         self._impl: _PyAVSink | _FFmpegSink | None = None
-
-    def __enter__(self) -> "VideoWriter":
-        self.open()
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
     def open(self, *, section: tuple[float, float | None] = (0.0, None)) -> None:
         """Create the temporary file and the encoder."""

@@ -50,6 +50,7 @@ def enhance(
     half: bool = field_default(RunnerConfig, "half"),
     tile: int = field_default(RunnerConfig, "tile"),
     tile_pad: int = field_default(RunnerConfig, "tile_pad"),
+    runtime: str = field_default(RunnerConfig, "runtime"),
     edge: str = field_default(EnhanceConfig, "edge"),
     scene_threshold: float = field_default(EnhanceConfig, "scene_threshold"),
     output: str = "same",
@@ -59,8 +60,8 @@ def enhance(
 
     Args:
         clip: YUV (8–16 bit, any subsampling), GRAY, RGB24/RGB48, RGBS or RGBH, constant format and size.
-        model, scale, adapt, degradation, kernel_method, device, half, tile, tile_pad, edge,
-            scene_threshold: as the CLI's options of the same names.
+        model, scale, adapt, degradation, kernel_method, device, half, tile, tile_pad, runtime, edge,
+            scene_threshold: as the CLI's options of the same names (``runtime``: ``--runtime``).
         output: ``"same"`` (the input's family and bit depth) or ``"RGBS"``.
         **adapt_options: further adaptation settings by their field names in
             :class:`~vsr_pipeline.adapt.config.AdaptConfig` (``steps_per_frame``, ``mc_passes``, ``lr``, ...).
@@ -83,7 +84,7 @@ def enhance(
         adapt_cfg = AdaptConfig(method=adapt, degradation=degradation, kernel_method=kernel_method, **adapt_options)
         if adapt == "online":  # a snapshot per frame keeps out-of-order replays short; outputs do not change
             adapt_cfg = dataclasses.replace(adapt_cfg, snapshot_every=1)
-        config = StageConfig(model=model, scale=scale, runner=RunnerConfig(device=device, half=half, tile=tile, tile_pad=tile_pad), adapt=adapt_cfg)
+        config = StageConfig(model=model, scale=scale, runner=RunnerConfig(device=device, half=half, tile=tile, tile_pad=tile_pad, runtime=runtime), adapt=adapt_cfg)
         from vsr_pipeline.enhancer import Enhancer  # imports torch: only when a filter is built
 
         stage = Enhancer(config)

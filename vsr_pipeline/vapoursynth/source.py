@@ -1,11 +1,12 @@
-"""``source(path)``: a file as a VapourSynth clip, read by vsrpipe's own PyAV reader.
+"""``source(path)``: a file or an image sequence as a VapourSynth clip, read by vsrpipe's own sources.
 
 The frames are exactly what ``vsrpipe enhance`` sees (our colour conversion, rotation
 applied), as RGBS; each frame carries ``_DurationNum``/``_DurationDen`` from its own
 timestamps (VFR durations kept), ``_AbsoluteTime`` and ``_Matrix``/``_Range`` of RGB.
 Frames are decoded in order; a request behind the decoder restarts it from the start, so
 scrubbing backwards in an editor is slow — BestSource (``core.bs.VideoSource``) is the
-better choice for editing.
+better choice for editing. An image sequence (a folder, ``frames/%06d.png``, ``frames/*.tif``;
+see :mod:`vsr_pipeline.io.sequence`) is read at ``fps`` (default 25).
 """
 
 from __future__ import annotations
@@ -24,16 +25,19 @@ core = vs.core
 CACHE = 8  # decoded frames kept for requests slightly out of order
 
 
-def source(path: str | Path) -> vs.VideoNode:
-    """The video of ``path`` as an RGBS clip (see the module doc). Raises ``vs.Error("source: …")``."""
-    from vsr_pipeline.io.probe import probe
+def source(path: str | Path, *, fps: float | None = None) -> vs.VideoNode:
+    """The video (or image sequence) ``path`` as an RGBS clip (see the module doc). Raises ``vs.Error("source: …")``.
+
+    ``fps``: an image sequence's frame rate (a video has its own; giving one is an error).
+    """
+    from vsr_pipeline.io.source import is_sequence_input, probe_source
 
     path = Path(path)
     try:
-        if not path.exists():
+        if not path.exists() and not is_sequence_input(path):
             raise vs.Error(f"source: {str(path)!r} does not exist.")
-        info = probe(path)
-        count = _count_frames(path)
+        info = probe_source(path, fps=fps)
+        count = info.frame_count if info.sequence is not None else _count_frames(path)
     except VsrError as exc:
         raise vs.Error(f"source: {exc}") from None
     if count == 0:
@@ -41,7 +45,7 @@ def source(path: str | Path) -> vs.VideoNode:
     w, h = info.display_size
     fps = Fraction(info.fps or 25).limit_denominator(1_000_000)
     blank = core.std.BlankClip(width=w, height=h, format=vs.RGBS, length=count, fpsnum=fps.numerator, fpsden=fps.denominator)
-    reader = _Sequential(path, fps)
+    reader = _Sequential(path, fps, info)
     return core.std.ModifyFrame(blank, blank, reader.frame)
 
 
@@ -57,19 +61,19 @@ def _count_frames(path: Path) -> int:
 class _Sequential:
     """Frames of one file in order, with a small cache; thread-safe."""
 
-    def __init__(self, path: Path, fps: Fraction) -> None:
-        self.path, self.fps = path, fps
+    def __init__(self, path: Path, fps: Fraction, info) -> None:
+        self.path, self.fps, self.info = path, fps, info
         self.lock = threading.Lock()
         self.cache: OrderedDict[int, tuple] = OrderedDict()
         self.it = None
         self.pending = None  # the frame decoded one ahead (its pts gives the previous one's duration)
 
     def _restart(self) -> None:
-        from vsr_pipeline.io.reader import VideoReader
+        from vsr_pipeline.io.source import open_source
 
         if self.it is not None and hasattr(self.it, "close"):
             self.it.close()  # stops the old decode thread
-        self.it = iter(VideoReader(self.path))
+        self.it = iter(open_source(self.path, self.info))
         self.pending = next(self.it, None)
 
     def _advance(self) -> bool:

@@ -44,3 +44,13 @@ def assert_same_video(a: Path, b: Path) -> None:
 def leftovers(folder: Path) -> list[str]:
     """Hidden temporary files and work folders under ``folder``."""
     return sorted(str(p.relative_to(folder)) for p in folder.rglob(".*"))
+
+
+def folder_of_clips(folder: Path, names: tuple[str, ...], **clip) -> Path:
+    """``folder`` (created) holding a clip per name, made by ``clips.make_clip(**clip)``."""
+    from clips import make_clip
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        make_clip(folder / name, **clip)
+    return folder

@@ -13,15 +13,13 @@ from vsr_pipeline.batch.runner import BatchOptions, run_batch
 from vsr_pipeline.cli import main
 
 from clips import make_clip
+from batch_helpers import folder_of_clips
 
 ARGS = ["--model", "bicubic", "-s", "2"]
 
 
 def test_seconds_are_worker_time_and_waiting_files_are_queued(tmp_path):
-    src = tmp_path / "in"
-    src.mkdir()
-    make_clip(src / "a.mp4", n=60, size=(128, 96))
-    make_clip(src / "b.mp4", n=60, size=(128, 96))
+    src = folder_of_clips(tmp_path / "in", ("a.mp4", "b.mp4"), n=60, size=(128, 96))
     out = tmp_path / "out"
     seen: list[dict] = []
 

@@ -9,6 +9,9 @@ the input's values. An SDR input must come out without such side data.
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import struct
 from fractions import Fraction as F
 
@@ -59,10 +62,18 @@ def hdr_of_frames(path):
     return len(frames), [read_hdr(f) for f in frames], keyframes, frames[0]
 
 
+def vsrpipe(*args):
+    env = {k: v for k, v in os.environ.items() if k != "VSRPIPE_BATCH_FAULT"}
+    return subprocess.run([sys.executable, "-c", CLI, *map(str, args)], capture_output=True, text=True, timeout=300, env=env)
+
+
+CLI = "import sys; from vsr_pipeline.cli import main; main(sys.argv[1:], prog_name='vsrpipe')"
+
+
 def enhance(src, out, *args):
-    r = CliRunner().invoke(main, ["enhance", str(src), str(out), "--model", "bicubic", "--scale", "2",
-                                  "--codec", "libx265", "-q", *args])
-    assert r.exit_code == 0, r.output
+    """``vsrpipe enhance`` in a fresh process, as a user runs it (no encoder or stage state from other tests)."""
+    r = vsrpipe("enhance", src, out, "--model", "bicubic", "--scale", "2", "--codec", "libx265", "-q", *args)
+    assert r.returncode == 0, r.stderr
     return r
 
 

@@ -134,3 +134,13 @@ def settings_hash(config: EnhanceConfig, ext: str) -> str:
 def work_folder(out_dir: Path, key: str) -> Path:
     """The segment work folder of input ``key`` inside OUT_DIR's work folder."""
     return Path(out_dir) / WORK_DIR / "work" / hashlib.sha1(key.encode()).hexdigest()[:16]
+
+
+def refuse_links(*folders: Path) -> None:
+    """Refuse a work folder (or one inside it) that is a symbolic link: the work would land wherever it points."""
+    for folder in folders:
+        if folder.is_symlink():
+            raise OutputError(
+                f"The work folder {str(folder)!r} is a symbolic link; vsrpipe will not follow it. "
+                "Remove the link and run again."
+            )

@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 from vsr_pipeline.batch.manifest import Manifest
-from vsr_pipeline.batch.plan import Item
+from vsr_pipeline.batch.plan import Item, refuse_links
 from vsr_pipeline.batch.runner import BatchOptions, Driver
 from vsr_pipeline.config import EnhanceConfig
 from vsr_pipeline.errors import ConfigError, DecodeError, InputError, ModelError, OutputError, VsrError
@@ -23,16 +23,6 @@ _ERRORS = {3: InputError, 4: OutputError, 5: ModelError, 6: DecodeError, 7: Conf
 def work_folder_for(dst: Path) -> Path:
     """The hidden work folder of a resumable run writing ``dst`` (its name cut to fit, as temp names are)."""
     return dst.parent / f".{fitting_name(dst.name, NAME_MAX - 9)}.vsrpipe"
-
-
-def refuse_links(*folders: Path) -> None:
-    """Refuse a work folder (or one inside it) that is a symbolic link: the work would land wherever it points."""
-    for folder in folders:
-        if folder.is_symlink():
-            raise OutputError(
-                f"The work folder {str(folder)!r} is a symbolic link; vsrpipe will not follow it. "
-                "Remove the link and run again."
-            )
 
 
 def enhance_resumable(src: Path | str, dst: Path | str, config: EnhanceConfig, progress=None, *,

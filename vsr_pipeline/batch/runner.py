@@ -26,7 +26,7 @@ from typing import Callable
 
 from vsr_pipeline.batch.jobs import Job, file_hash
 from vsr_pipeline.batch.manifest import Identity, Manifest
-from vsr_pipeline.batch.plan import WORK_DIR, Item, Skipped, scan, settings_hash, work_folder
+from vsr_pipeline.batch.plan import WORK_DIR, Item, Skipped, refuse_links, scan, settings_hash, work_folder
 from vsr_pipeline.batch.segments import Plan, merge_reports, segment_path
 from vsr_pipeline.config import EnhanceConfig
 from vsr_pipeline.errors import EXIT_SOME_FAILED, ConfigError, OutputError, VsrError
@@ -154,8 +154,6 @@ def run_batch(in_dir: Path | str, out_dir: Path | str, config: EnhanceConfig, op
     if config.adapt.save_masks is not None:
         raise ConfigError("--save-masks works with one file; use vsrpipe enhance.")
     items, skipped = scan(in_dir, out_dir, patterns=options.patterns, recursive=options.recursive, ext=options.ext)
-    from vsr_pipeline.batch.resume import refuse_links
-
     refuse_links(out_dir / WORK_DIR, out_dir / WORK_DIR / "work")
     if report is not None:
         used = [out_dir / WORK_DIR, Path(config.model)] + [i.src for i in items] + [i.dst for i in items]

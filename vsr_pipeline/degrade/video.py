@@ -24,7 +24,7 @@ import torch
 
 from vsr_pipeline.degrade.operator import Degradation, parse_degradation
 from vsr_pipeline.errors import ConfigError
-from vsr_pipeline.config import EncodeOptions
+from vsr_pipeline.io.options import EncodeOptions
 from vsr_pipeline.io.files import check_paths
 from vsr_pipeline.io.probe import VideoInfo, probe
 from vsr_pipeline.io.reader import Frame

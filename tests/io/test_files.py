@@ -430,6 +430,40 @@ def test_atomic_output_os_error_is_output_error(tmp_path):
     assert names(tmp_path) == ["r.json"] and (tmp_path / "r.json").read_text() == "old"
 
 
+@pytest.mark.parametrize("exc", [RuntimeError, KeyboardInterrupt])
+def test_atomic_output_path_writer_failing_midway_keeps_the_old_target(tmp_path, exc):
+    # a writer that takes a path (safetensors' save_file, torch.save) and dies half-way through
+    (tmp_path / "w.safetensors").write_bytes(b"old weights")
+
+    def save_file(path: str) -> None:
+        with open(path, "wb") as fh:
+            fh.write(b"half of the new")
+        raise exc("writer died")
+
+    with pytest.raises(exc):
+        with files.atomic_output(tmp_path / "w.safetensors") as tmp:
+            assert tmp.suffix == ".safetensors" and tmp.name.startswith(".")
+            save_file(str(tmp))
+    assert names(tmp_path) == ["w.safetensors"]  # the temp is gone, no partial file anywhere
+    assert (tmp_path / "w.safetensors").read_bytes() == b"old weights"
+    with pytest.raises(exc):  # and a new output: nothing at its path
+        with files.atomic_output(tmp_path / "new.safetensors") as tmp:
+            save_file(str(tmp))
+    assert names(tmp_path) == ["w.safetensors"]
+
+
+def test_atomic_output_nothing_at_the_target_until_complete(tmp_path):
+    target = tmp_path / "ckpt.pt"
+    with files.atomic_output(target) as tmp:
+        tmp.write_bytes(b"part one")
+        assert not target.exists()
+        with open(tmp, "ab") as fh:
+            fh.write(b", part two")
+        assert not target.exists()
+    assert target.read_bytes() == b"part one, part two" and names(tmp_path) == ["ckpt.pt"]
+    assert target.stat().st_mode & 0o777 == 0o666 & ~files._umask()  # not mkstemp's 0600
+
+
 def test_atomic_output_without_replace(tmp_path):
     (tmp_path / "r.json").write_text("old")
     with pytest.raises(OutputError, match="appeared while vsrpipe was writing it"):

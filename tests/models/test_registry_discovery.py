@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vsr_pipeline.errors import ModelError
-from vsr_pipeline.models import entries, registry, vsrnet
+from vsr_pipeline.models import base, entries, registry, vsrnet
 from vsr_pipeline.models.base import ModelEntry, ModelInfo
 from vsr_pipeline.models.entries import BICUBIC
 
@@ -84,7 +84,7 @@ def test_unknown_name_lists_models(fake_eps):
 
 
 def test_missing_shipped_weights_is_a_model_error(fake_eps, monkeypatch, tmp_path):
-    monkeypatch.setattr(vsrnet, "shipped_weights", lambda filename: tmp_path / filename)
+    monkeypatch.setattr(base, "shipped_weights", lambda filename: tmp_path / filename)
     with pytest.raises(ModelError, match="vsrnet-x4.*missing"):
         registry.load_model("vsrnet-x4")
 

@@ -9,8 +9,8 @@ import torch
 from safetensors.torch import save_file
 from torch.utils.flop_counter import FlopCounterMode
 
-from vsr_pipeline.errors import ModelError
-from vsr_pipeline.models import entries, vsrnet
+from vsr_pipeline.errors import ModelError, OutputError
+from vsr_pipeline.models import base, entries, vsrnet
 from vsr_pipeline.models.base import ModelEntry, VSRModel
 from vsr_pipeline.models.vsrnet import (
     MCDropout,
@@ -110,7 +110,31 @@ def test_safetensors_round_trip(tmp_path):
     assert back.info.name == "mine" and back.config == net.config
     x = torch.rand(1, 5, 3, 8, 8)
     assert torch.equal(back(x), net(x))
-    assert not list(tmp_path.glob("*.tmp*"))
+    assert [p.name for p in tmp_path.iterdir()] == ["net.safetensors"]  # no temporary file left (hidden ones included)
+    assert path.stat().st_mode & 0o077 != 0  # published with the umask's permissions, not safetensors' 0600
+
+
+@pytest.mark.parametrize("error", [RuntimeError("writer died"), OSError(28, "No space left on device")])
+def test_failed_save_leaves_no_file(tmp_path, monkeypatch, error):
+    import safetensors.torch
+
+    def half_save(tensors, filename, metadata=None):
+        with open(filename, "wb") as fh:
+            fh.write(b"half a safetensors file")
+        raise error
+
+    monkeypatch.setattr(safetensors.torch, "save_file", half_save)
+    expected = OutputError if isinstance(error, OSError) else RuntimeError
+    path = tmp_path / "net.safetensors"
+    with pytest.raises(expected):  # a new file: nothing at its path
+        save_vsrnet(tiny(), path)
+    assert list(tmp_path.iterdir()) == []
+    path.write_bytes(b"old")  # an existing file is left as it was
+    with pytest.raises(expected) as err:
+        save_vsrnet(tiny(), path)
+    if expected is OutputError:
+        assert str(path) in str(err.value) and "disk is full" in str(err.value)
+    assert [p.name for p in tmp_path.iterdir()] == ["net.safetensors"] and path.read_bytes() == b"old"
 
 
 def test_load_errors(tmp_path):
@@ -140,7 +164,7 @@ def test_shipped_entries(monkeypatch, tmp_path):
         assert isinstance(entry, ModelEntry)
         assert (entry.scale, entry.frames, entry.supports_dropout) == (4, 5, True)
     # a missing shipped file is one clear ModelError
-    monkeypatch.setattr(vsrnet, "shipped_weights", lambda filename: tmp_path / filename)
+    monkeypatch.setattr(base, "shipped_weights", lambda filename: tmp_path / filename)
     with pytest.raises(ModelError, match="missing from the installation"):
         entries.VSRNET_X4.build()
     # a present one builds, named after the entry
@@ -151,6 +175,27 @@ def test_shipped_entries(monkeypatch, tmp_path):
     save_vsrnet(tiny(2), tmp_path / "vsrnet-x4-gan.safetensors")
     with pytest.raises(ModelError, match="x4 was expected"):
         entries.VSRNET_X4_GAN.build()
+
+
+def test_load_shipped_hands_the_loader_a_path_or_says_the_file_is_missing(monkeypatch, tmp_path):
+    from vsr_pipeline.models import community
+
+    monkeypatch.setattr(base, "shipped_weights", lambda filename: tmp_path / filename)
+    for build in (vsrnet.build_shipped, community.build_shipped):  # both shipped builders go through load_shipped
+        with pytest.raises(ModelError, match=r"model 'm' \(m.bin\) are missing from the installation"):
+            build("m.bin", "m", 4)
+    (tmp_path / "m.bin").write_bytes(b"x")
+    seen = []
+    assert base.load_shipped("m.bin", "m", lambda path: seen.append(path) or "built") == "built"
+    assert seen == [tmp_path / "m.bin"]
+    torch.manual_seed(0)
+    from spandrel.architectures.Compact import Compact
+
+    torch.save(Compact(num_feat=8, num_conv=2, upscale=4).state_dict(), tmp_path / "c.pth")
+    model = community.build_shipped("c.pth", "compact-mine", 4)
+    assert (model.info.name, model.info.scale) == ("compact-mine", 4)
+    with pytest.raises(ModelError, match="but x2 was expected"):
+        community.build_shipped("c.pth", "compact-mine", 2)
 
 
 def test_real_shipped_weights_load_if_present():

@@ -100,3 +100,18 @@ def test_compact_export_only_and_cli_messages(tmp_path):
     res = runner.invoke(train_cmd, ["--arch", "compact", "--blocks", "0", "--out", str(tmp_path / "z"), "--steps", "1",
                                     "--no-progress"])
     assert res.exit_code != 0 and "--blocks >= 1" in res.output
+
+
+def test_failed_compact_export_leaves_no_file(tmp_path, monkeypatch):
+    from vsr_pipeline.train import nets
+
+    def half_save(obj, f, *a, **kw):
+        with open(f, "wb") as fh:
+            fh.write(b"half")
+        raise RuntimeError("writer died")
+
+    monkeypatch.setattr(nets.torch, "save", half_save)
+    cfg = compact_config(tmp_path / "run")
+    with pytest.raises(RuntimeError, match="writer died"):
+        nets.save_export(network_for(cfg), tmp_path / "model.pth", name="m", extra={})
+    assert list(tmp_path.iterdir()) == []

@@ -17,10 +17,14 @@ the module (loading weights if it has any).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Protocol, runtime_checkable
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Protocol, TypeVar, runtime_checkable
 
 if TYPE_CHECKING:  # listing models must not import torch
     import torch
+
+M = TypeVar("M")
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,27 @@ class ModelEntry:
 META_ARCH = "vsrpipe.arch"  # safetensors metadata key naming the architecture of our own weights files
 META_CONFIG = "vsrpipe.config"  # safetensors metadata key holding the JSON hyper-parameters
 META_NAME = "vsrpipe.name"  # safetensors metadata key holding the model's registry name
+WEIGHTS_PACKAGE = "vsr_pipeline.models"  # shipped weights files live in its weights/ folder (package data)
+
+
+def shipped_weights(filename: str):
+    """A traversable for ``vsr_pipeline/models/weights/<filename>`` (via importlib.resources)."""
+    return resources.files(WEIGHTS_PACKAGE).joinpath("weights", filename)
+
+
+def load_shipped(filename: str, name: str, loader: Callable[[Path], M]) -> M:
+    """``loader(path)`` on the shipped weights file ``models/weights/<filename>`` of model ``name``.
+
+    A missing file is one :class:`~vsr_pipeline.errors.ModelError` naming the model; the
+    loader checks the file's contents (architecture, scale) and raises its own errors.
+    """
+    from vsr_pipeline.errors import ModelError
+
+    ref = shipped_weights(filename)
+    if not ref.is_file():
+        raise ModelError(f"The weights of model {name!r} ({filename}) are missing from the installation; reinstall vsr-pipeline.")
+    with resources.as_file(ref) as path:
+        return loader(Path(path))
 
 
 def read_safetensors(path) -> "tuple[dict[str, torch.Tensor], dict[str, str]]":
@@ -95,18 +120,18 @@ def check_finite_weights(model: "torch.nn.Module", name: str) -> None:
 
 
 def write_own_weights(path, module: "torch.nn.Module", arch: str, config: str, name: str, extra: dict[str, str] | None = None) -> None:
-    """Write ``module``'s tensors and our metadata (architecture, JSON ``config``, ``name``, ``extra``) to ``path``, atomically."""
-    import os
-    from pathlib import Path
+    """Write ``module``'s tensors and our metadata (architecture, JSON ``config``, ``name``, ``extra``) to ``path``, atomically.
 
+    Nothing appears at ``path`` until the file is complete (:func:`~vsr_pipeline.io.files.atomic_output`);
+    an OS error while writing is an :class:`~vsr_pipeline.errors.OutputError` naming ``path``.
+    """
     from safetensors.torch import save_file
 
-    path = Path(path)
+    from vsr_pipeline.io.files import atomic_output
+
     meta = {META_ARCH: arch, META_CONFIG: config, META_NAME: name, **(extra or {})}
-    tmp = path.with_name(path.name + ".tmp.safetensors")
-    save_file({k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}, str(tmp), metadata=meta)
-    os.chmod(tmp, 0o644)  # safetensors creates 0600 files; weights are shared, read-only data
-    tmp.replace(path)
+    with atomic_output(path) as tmp:  # published with the umask's permissions (safetensors alone makes 0600 files)
+        save_file({k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}, str(tmp), metadata=meta)
 
 
 def read_own_weights(path, arch: str) -> "tuple[dict[str, torch.Tensor], dict[str, str]]":

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vsr_pipeline.errors import ModelError
-from vsr_pipeline.models.base import META_ARCH, ModelInfo, read_safetensors
+from vsr_pipeline.models.base import META_ARCH, ModelInfo, load_shipped, read_safetensors
 
 log = logging.getLogger(__name__)
 
@@ -234,14 +234,7 @@ def load_weights_file(path: Path, *, expected_scale: int | None = None, scale: f
 def build_shipped(filename: str, name: str, scale: int) -> SpandrelModel:
     """Load the shipped community-format weights ``models/weights/<filename>`` as model ``name`` (native ``scale``)."""
     import dataclasses
-    from importlib import resources
 
-    from vsr_pipeline.models.vsrnet import shipped_weights
-
-    ref = shipped_weights(filename)
-    if not ref.is_file():
-        raise ModelError(f"The weights of model {name!r} ({filename}) are missing from the installation; reinstall vsr-pipeline.")
-    with resources.as_file(ref) as path:
-        model = load_weights_file(path, expected_scale=scale)
+    model = load_shipped(filename, name, lambda path: load_weights_file(path, expected_scale=scale))
     model.info = dataclasses.replace(model.info, name=name)
     return model

@@ -25,7 +25,6 @@ import json
 import logging
 import math
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import torch
@@ -34,12 +33,12 @@ from torch import nn
 
 from vsr_pipeline.degrade.resize import imresize
 from vsr_pipeline.errors import ModelError
-from vsr_pipeline.models.base import META_CONFIG, META_NAME, ModelInfo, read_own_weights, write_own_weights
+from vsr_pipeline.models.base import META_CONFIG, META_NAME, ModelInfo, load_shipped, read_own_weights, write_own_weights
+from vsr_pipeline.models.base import shipped_weights  # noqa: F401  (re-exported: tests and tools import it from here)
 
 log = logging.getLogger(__name__)
 
 ARCH = "vsrnet"
-WEIGHTS_PACKAGE = "vsr_pipeline.models"  # shipped files live in its weights/ folder (package data)
 
 
 @dataclass(frozen=True)
@@ -243,15 +242,6 @@ def load_vsrnet(path: Path | str, *, name: str | None = None, expected_scale: in
     return model.eval()
 
 
-def shipped_weights(filename: str):
-    """A traversable for ``vsr_pipeline/models/weights/<filename>`` (via importlib.resources)."""
-    return resources.files(WEIGHTS_PACKAGE).joinpath("weights", filename)
-
-
 def build_shipped(filename: str, name: str, scale: int) -> VSRNet:
     """Load the shipped weights ``models/weights/<filename>`` as model ``name`` (native ``scale``)."""
-    ref = shipped_weights(filename)
-    if not ref.is_file():
-        raise ModelError(f"The weights of model {name!r} ({filename}) are missing from the installation; reinstall vsr-pipeline.")
-    with resources.as_file(ref) as path:
-        return load_vsrnet(path, name=name, expected_scale=scale)
+    return load_shipped(filename, name, lambda path: load_vsrnet(path, name=name, expected_scale=scale))

@@ -17,7 +17,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from torch import nn
 
 from vsr_pipeline.degrade.resize import imresize
 from vsr_pipeline.errors import ConfigError
+from vsr_pipeline.io.files import atomic_output
 from vsr_pipeline.train.data import DataConfig, DegradationConfig, WindowSampler
 from vsr_pipeline.train.nets import EXPORTS, build_network, frames_for, load_init, save_export
 from vsr_pipeline.train.losses import (
@@ -107,12 +107,6 @@ def network_for(config: TrainConfig) -> nn.Module:
         config.arch, scale=config.scale, frames=frames_for(config.arch, config.data.frames),
         features=config.features, blocks=config.blocks, name=config.name,
     )
-
-
-def _atomic_torch_save(obj: dict, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, str(tmp))
-    os.replace(tmp, path)
 
 
 def psnr_rgb(pred: torch.Tensor, target: torch.Tensor) -> float:
@@ -207,7 +201,8 @@ def train(
         }
         if gan:
             state["disc"], state["d_opt"] = disc.state_dict(), d_opt.state_dict()
-        _atomic_torch_save(state, ckpt_path)
+        with atomic_output(ckpt_path) as tmp:
+            torch.save(state, str(tmp))
         extra = {"vsrpipe.train_step": str(step), "vsrpipe.train_config": config.to_json()}
         save_export(model, export.with_name(f"{export.stem}-step{step:06d}{export.suffix}"), name=config.name, extra=extra)
         save_export(model, export, name=config.name, extra=extra)

@@ -18,13 +18,13 @@ centre frame (the data sampler is set to T = 1 for them).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from vsr_pipeline.errors import ConfigError, ModelError
+from vsr_pipeline.io.files import atomic_output
 from vsr_pipeline.models.vdsr import MIN_CONVS, VDSR, load_vdsr, save_vdsr
 from vsr_pipeline.models.vsrnet import VSRNet, VSRNetConfig, load_vsrnet, save_vsrnet
 
@@ -100,8 +100,7 @@ def save_export(model: nn.Module, path: Path, *, name: str, extra: dict[str, str
     if isinstance(model, VDSR):
         save_vdsr(model, path, name=name, extra=extra)
     elif isinstance(model, CompactNet):
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save({k: v.detach().clone() for k, v in model.net.state_dict().items()}, str(tmp))
-        os.replace(tmp, path)
+        with atomic_output(path) as tmp:
+            torch.save({k: v.detach().clone() for k, v in model.net.state_dict().items()}, str(tmp))
     else:
         save_vsrnet(model, path, name=name, extra=extra)

@@ -190,3 +190,21 @@ def test_merged_segment_reports_keep_the_scenes():
     merged = merge_reports([one, two])
     assert merged["scenes"] == {"0": one["scenes"]["0"], "1": two["scenes"]["1"]}
     assert merged["totals"]["scene_sources"] == {"no extra blur": 1, "estimated": 1}
+
+
+@pytest.mark.skipif(not SHIPPED, reason="the blurnet weights are not in this checkout")
+def test_a_soft_scene_at_x4_is_not_read_as_blur():
+    """A soft photograph (a training still) (4 still frames) reads as 2.66 px² at ×4 though it is plain bicubic: under the threshold,
+    so adaptation is not sent to "restore" a blur that is not there; the same scene blurred (σ = 2.5) still is."""
+    import skimage.data
+
+    hr = torch.from_numpy(skimage.data.hubble_deep_field()[:272, :640].copy()).permute(2, 0, 1).float().div(255)
+
+    def lr(spec):
+        return parse_degradation(spec, 4)(hr).clamp(0, 1).mul(255).round().div(255)[None].repeat(4, 1, 1, 1)
+
+    plain = estimate_kernel_learned(lr("bicubic"), 4)
+    assert plain.verdict == "no extra blur" and plain.degradation() == parse_degradation("bicubic", 4)
+    assert 2.0 < float(np.linalg.eigvalsh(plain.covariance).max()) < 3.0  # what it reads, below MIN_EXTRA[4]
+    blurred = estimate_kernel_learned(lr("gauss:sigma=2.5"), 4)
+    assert blurred.verdict == "estimated"

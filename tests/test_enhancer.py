@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -130,3 +132,34 @@ def test_momentum_needs_sgd():
     with pytest.raises(ConfigError, match="--momentum applies only with --adapt-optimizer sgd"):
         AdaptConfig(method="consistency", momentum=0.9)
     assert AdaptConfig(method="consistency", optimizer="sgd", momentum=0.9).momentum == 0.9
+
+
+def test_replays_follow_the_registry_not_the_method_name(monkeypatch):
+    """The stage asks the registry whether a method carries weights from frame to frame: marking another method
+    sequential makes the stage ask it for replays; a method registered sequential without replay_range is refused."""
+    calls = []
+
+    def fake_replay(self, index, scene, *, hold=False):
+        calls.append((index, scene, hold))
+        return range(0, index)
+
+    from vsr_pipeline.adapt.consistency import Method as Consistency
+
+    cfg = StageConfig(model="vsrnet-x4", scale=2, adapt=AdaptConfig(method="consistency", max_steps=1))
+    stage = Enhancer(cfg, model=tiny_net())
+    assert stage.replay_range(3, 0) == range(3, 3) and not stage.runner.adapted  # per-frame: nothing to replay
+    online = Enhancer(StageConfig(model="vsrnet-x4", scale=2, adapt=AdaptConfig(method="online")), model=tiny_net())
+    assert online.runner.adapted
+
+    marked = dict(registry.METHODS)
+    marked["consistency"] = dataclasses.replace(registry.METHODS["consistency"], sequential=True)
+    monkeypatch.setattr(registry, "METHODS", marked)
+    with pytest.raises(TypeError, match="registered as sequential but has no replay_range, release"):
+        Enhancer(cfg, model=tiny_net())
+    monkeypatch.setattr(Consistency, "replay_range", fake_replay, raising=False)
+    monkeypatch.setattr(Consistency, "release", lambda self, index: calls.append(("release", index)), raising=False)
+    stage = Enhancer(cfg, model=tiny_net())
+    assert stage.runner.adapted  # a separate output pass: the runtime choice knows the weights move
+    assert stage.replay_range(4, 1, hold=True) == range(0, 4)
+    stage.release(4)
+    assert calls == [(4, 1, True), ("release", 4)]

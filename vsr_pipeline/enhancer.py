@@ -22,6 +22,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from vsr_pipeline.adapt import registry
 from vsr_pipeline.adapt.adapter import Adapter
 from vsr_pipeline.adapt.base import Fetch
 from vsr_pipeline.config import StageConfig
@@ -49,7 +50,8 @@ class Enhancer:
     def __init__(self, config: StageConfig = StageConfig(), *, model: nn.Module | None = None) -> None:
         self.config = config
         self.model = model if model is not None else load_model(config.model, scale=config.scale)
-        online = config.adapt.method == "online"  # its output pass is separate from its steps: a fast runtime pays off
+        self.method_spec = registry.get(config.adapt.method)
+        online = self.method_spec.sequential  # its output pass is separate from its steps: a fast runtime pays off
         self.runner = Runner(self.model, config.scale, config.runner, adapted=online)
         self.kernels = _kernel_estimator(config)
         self.adapter: Adapter | None = None
@@ -121,13 +123,13 @@ class Enhancer:
         """
         method = self.adapter.method if self.adapter is not None else None
         with self._lock:
-            return method.replay_range(index, scene, hold=hold) if hasattr(method, "replay_range") else range(index, index)
+            return method.replay_range(index, scene, hold=hold) if self.method_spec.sequential else range(index, index)
 
     def release(self, index: int) -> None:
         """Let go of what :meth:`replay_range` held for ``index``."""
         method = self.adapter.method if self.adapter is not None else None
         with self._lock:
-            if hasattr(method, "release"):
+            if self.method_spec.sequential:
                 method.release(index)
 
     def _objective_output(self, online: bool) -> bool:

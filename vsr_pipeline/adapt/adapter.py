@@ -96,6 +96,7 @@ class Adapter:
                 "so give an explicit degradation such as bicubic or gauss:sigma=2."
             )
         self.method = self.spec.load()(self.context)  # random access: set ``context.fetch`` (online adaptation)
+        self.spec.check_sequential(self.method)
 
     def reset(self) -> None:
         """Start a new clip: scene kernels, carried weights and the report start afresh."""

@@ -24,10 +24,20 @@ class MethodSpec:
     summary: str  # one line for --help and the docs table
     options: tuple[str, ...] = ()  # AdaptConfig fields this method uses beyond COMMON_OPTIONS
     needs_dropout: bool = False  # needs a model that can host MC-dropout
+    # The weights are carried from frame to frame within a scene: a frame's output depends on the frames before it,
+    # so a driver that asks for frames out of order gets the earlier ones replayed (the Method has replay_range and
+    # release), and outputs come from a separate inference pass after the steps (a fast runtime pays off).
+    sequential: bool = False
 
     def uses(self, option: str) -> bool:
         """True when the method reads the AdaptConfig field ``option``."""
         return option in self.options or (self.module is not None and option in COMMON_OPTIONS)
+
+    def check_sequential(self, method) -> None:
+        """Raise TypeError when ``method`` (an instance of this spec's Method) lacks what :attr:`sequential` promises."""
+        missing = [name for name in ("replay_range", "release") if not callable(getattr(method, name, None))]
+        if self.sequential and missing:
+            raise TypeError(f"adaptation method {self.name!r} is registered as sequential but has no {', '.join(missing)}")
 
     def load(self):
         """The method's ``Method`` class (imports its module)."""
@@ -59,6 +69,7 @@ METHODS: dict[str, MethodSpec] = {
             "weights carried from frame to frame within a scene, a few steps on crops per frame (Goyal)",
             ("objective", "internal_weight", "steps_per_frame", "warmup", "budget", "crop", "crops", "reset_every", "snapshot_every", "seed")
             + _DOG,
+            sequential=True,
         ),
         MethodSpec(
             "internal", "vsr_pipeline.adapt.internal",

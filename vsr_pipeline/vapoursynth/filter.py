@@ -27,6 +27,7 @@ from fractions import Fraction
 import numpy as np
 import vapoursynth as vs
 
+from vsr_pipeline.adapt import registry
 from vsr_pipeline.adapt.config import AdaptConfig
 from vsr_pipeline.adapt.config import default as adapt_default
 from vsr_pipeline.config import EDGES, EnhanceConfig, RunnerConfig, StageConfig, field_default
@@ -82,7 +83,8 @@ def enhance(
         raise fail(f"edge must be one of {', '.join(EDGES)}, got {edge!r}.")
     try:
         adapt_cfg = AdaptConfig(method=adapt, degradation=degradation, kernel_method=kernel_method, **adapt_options)
-        if adapt == "online":  # a snapshot per frame keeps out-of-order replays short; outputs do not change
+        sequential = registry.get(adapt_cfg.method).sequential
+        if sequential:  # a snapshot per frame keeps out-of-order replays short; outputs do not change
             adapt_cfg = dataclasses.replace(adapt_cfg, snapshot_every=1)
         config = StageConfig(model=model, scale=scale, runner=RunnerConfig(device=device, half=half, tile=tile, tile_pad=tile_pad, runtime=runtime), adapt=adapt_cfg)
         from vsr_pipeline.enhancer import Enhancer  # imports torch: only when a filter is built
@@ -97,7 +99,7 @@ def enhance(
     colour = colour_info(clip)
     rgb = to_rgbs(clip, colour)
     server = _FrameServer(stage, rgb, clip, edge, scene_threshold)
-    if adapt == "online":
+    if sequential:  # a frame's output depends on the frames before it: served through the replaying frame server
         result = core.std.FrameEval(server.blank, server.node_for)
     else:
         result = server.node(range(-RADIUS, RADIUS + 1))

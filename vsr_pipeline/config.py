@@ -72,6 +72,11 @@ class RunnerConfig:
             raise ConfigError("--tile-pad applies only with --tile; give a tile size or drop it.")
 
 
+def output_size(h: int, w: int, scale: float) -> tuple[int, int]:
+    """Output (height, width) for an input of h×w at ``scale`` (rounded to the nearest pixel)."""
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
 @dataclass(frozen=True)
 class StageConfig:
     """What the enhancement stage is built from (once; drivers then feed it windows)."""
@@ -85,6 +90,10 @@ class StageConfig:
         _finite("--scale", self.scale)
         if not self.scale > 0:
             raise ConfigError(f"--scale must be positive, got {self.scale:g}.")
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """The (height, width) of this stage's output frame for an input frame of ``height`` × ``width``."""
+        return output_size(height, width, self.scale)
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from vsr_pipeline.config import StageConfig
 from vsr_pipeline.errors import ConfigError
 from vsr_pipeline.limits import check_frame_memory
 from vsr_pipeline.models.registry import load_model
-from vsr_pipeline.runner import Runner, output_size
+from vsr_pipeline.runner import Runner
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class Enhancer:
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         """The (height, width) of the output frame for an input frame of ``height`` × ``width``."""
-        return output_size(height, width, self.config.scale)
+        return self.config.output_size(height, width)
 
     def check_frame_size(self, width: int, height: int, flags: tuple[str, str] = ("--scale", "--tile")) -> None:
         """ConfigError when ``width`` × ``height`` output frames need more memory than this stage may use.

@@ -16,7 +16,7 @@ import logging
 import torch
 from torch import nn
 
-from vsr_pipeline.config import RunnerConfig
+from vsr_pipeline.config import RunnerConfig, output_size
 from vsr_pipeline.degrade.resize import imresize
 from vsr_pipeline.errors import ConfigError, VsrError
 from vsr_pipeline.runtimes import Runtime, auto, build_runtime, usable
@@ -36,11 +36,6 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda was asked for but no CUDA device is available; use --device cpu.")
     return device
-
-
-def output_size(h: int, w: int, scale: float) -> tuple[int, int]:
-    """Output (height, width) for an input of h×w at ``scale`` (rounded to the nearest pixel)."""
-    return max(1, round(h * scale)), max(1, round(w * scale))
 
 
 class Runner:

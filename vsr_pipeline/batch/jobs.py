@@ -141,7 +141,6 @@ def _run(job: Job, progress) -> dict:
         return {**result, "file": path.name, "size": path.stat().st_size, "sha256": file_hash(path)}
     if job.kind == "join":
         from vsr_pipeline.io.files import check_paths
-        from vsr_pipeline.runner import output_size
 
         assert job.work is not None
         check_paths(job.src, job.dst, job.replace)
@@ -153,7 +152,7 @@ def _run(job: Job, progress) -> dict:
                     "Run again: the segment is encoded anew."
                 )
         w, h = info.display_size
-        oh, ow = output_size(h, w, job.config.scale)
+        oh, ow = job.config.stage.output_size(h, w)  # the stage's rule, without loading its model
         frames = join_segments(job.src, info, job.config, files, job.dst, (ow, oh), replace=job.replace,
                                expected=plan.frames, before_publish=lambda: check_input(job))
         return {"frames": frames, "output_hash": file_hash(job.dst), "seconds": time.perf_counter() - t0}

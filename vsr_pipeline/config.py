@@ -19,6 +19,7 @@ from pathlib import Path
 from vsr_pipeline.adapt.config import AdaptConfig
 from vsr_pipeline.errors import ConfigError
 from vsr_pipeline.io.options import EncodeOptions  # noqa: F401  (re-exported: lives below adapt/)
+from vsr_pipeline.limits import output_size
 
 DEFAULT_MODEL = "vsrnet-x4"  # the shipped network; bicubic is the baseline
 EDGES = ("replicate", "reflect")
@@ -70,11 +71,6 @@ class RunnerConfig:
             raise ConfigError(f"--batch must be at least 1, got {self.batch}.")
         if self.tile_pad and not self.tile and self.tile_pad != field_default(RunnerConfig, "tile_pad"):
             raise ConfigError("--tile-pad applies only with --tile; give a tile size or drop it.")
-
-
-def output_size(h: int, w: int, scale: float) -> tuple[int, int]:
-    """Output (height, width) for an input of h×w at ``scale`` (rounded to the nearest pixel)."""
-    return max(1, round(h * scale)), max(1, round(w * scale))
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,11 @@ ENCODER_MAX_SIDE: dict[str, tuple[int, int]] = {
 }  # libx265, ffv1 and the others: FFmpeg's area limit only
 
 
+def output_size(h: int, w: int, scale: float) -> tuple[int, int]:
+    """Output (height, width) for an input of h×w at ``scale`` (rounded to the nearest pixel)."""
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
 def ffmpeg_accepts(width: int, height: int) -> bool:
     """True when libavcodec opens an encoder at ``width`` × ``height`` (``av_image_check_size2``'s rule)."""
     return width > 0 and height > 0 and (8 * width + 1024) * (height + 128) < 2**31 - 1

@@ -16,9 +16,10 @@ import logging
 import torch
 from torch import nn
 
-from vsr_pipeline.config import RunnerConfig, output_size
+from vsr_pipeline.config import RunnerConfig
 from vsr_pipeline.degrade.resize import imresize
 from vsr_pipeline.errors import ConfigError, VsrError
+from vsr_pipeline.limits import output_size
 from vsr_pipeline.runtimes import Runtime, auto, build_runtime, usable
 from vsr_pipeline.runtimes.auto import Choice, trial
 

@@ -25,7 +25,7 @@ from vsr_pipeline.adapt.config import AdaptConfig
 from vsr_pipeline.adapt.report import AdaptReport, FrameRecord
 from vsr_pipeline.degrade.operator import Degradation, parse_degradation
 from vsr_pipeline.errors import ConfigError
-from vsr_pipeline.runner import output_size
+from vsr_pipeline.limits import output_size
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from vsr_pipeline.adapt.base import Context, MethodResult, Objective, make_optim
 from vsr_pipeline.adapt.dog import DoGLoss
 from vsr_pipeline.degrade.operator import Degradation
 from vsr_pipeline.errors import ConfigError
-from vsr_pipeline.runner import output_size
+from vsr_pipeline.limits import output_size
 
 log = logging.getLogger(__name__)
 

@@ -114,3 +114,21 @@ def test_ffmpeg_side_cut_removed_when_the_run_fails(tmp_path, monkeypatch):
     assert r.exit_code == 4, r.output
     assert made and not made[0].exists()
     assert not out.exists()
+
+
+@pytest.mark.parametrize("start,duration", [(None, 0.5), (0.1, 0.3), (0.2, 0.2), (None, None)])
+def test_the_progress_total_is_the_number_of_frames_the_section_holds(tmp_path, start, duration):
+    """A section that ends between two frames holds the frame before its end: 0.5 s of 25 fps is 13 frames
+    (0.00 … 0.48), not round(12.5) = 12; the total the progress line shows is what the reader then yields."""
+    from vsr_pipeline.io.probe import probe
+    from vsr_pipeline.io.transcode import expected_frames
+
+    clip = make_clip(tmp_path / "in.mkv", n=20).path
+    info = probe(clip)
+    reader = VideoReader(clip, start=start, duration=duration)
+    try:
+        got = sum(1 for _ in reader)
+    finally:
+        reader.close()
+    assert expected_frames(info, start, duration) == got
+    assert got == {(None, 0.5): 13, (0.1, 0.3): 7, (0.2, 0.2): 5, (None, None): 20}[(start, duration)]

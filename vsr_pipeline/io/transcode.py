@@ -15,6 +15,7 @@ on any failure or interruption the temporary file is removed.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 from dataclasses import dataclass
@@ -52,7 +53,11 @@ def expected_frames(info: VideoInfo, start: float | None, duration: float | None
         return info.frame_count
     if info.fps and info.duration:
         end = info.duration if duration is None else min(info.duration, (start or 0) + duration)
-        return max(0, round((end - (start or 0)) * float(info.fps)))
+        if duration is None:
+            return max(0, round((end - (start or 0)) * float(info.fps)))
+        # the reader keeps the frames with start ≤ t < end (1 µs tolerance) on the clip's frame grid
+        fps, tol = float(info.fps), 1e-6 * float(info.fps)
+        return max(0, math.ceil(end * fps - tol) - math.ceil((start or 0) * fps - tol))
     return None
 
 

@@ -163,3 +163,27 @@ def test_replays_follow_the_registry_not_the_method_name(monkeypatch):
     assert stage.replay_range(4, 1, hold=True) == range(0, 4)
     stage.release(4)
     assert calls == [(4, 1, True), ("release", 4)]
+
+
+def test_a_scene_estimated_ahead_is_the_one_its_frames_get(monkeypatch):
+    """A driver that walks the clip first (VapourSynth) estimates each scene from its first window; a later request
+    of the scene is answered from that estimate, not from the frames it happens to come with."""
+    from vsr_pipeline.kernels.base import KernelEstimate
+
+    seen = []
+    cfg = StageConfig(model="vsrnet-x4", scale=2, adapt=AdaptConfig(method="consistency", degradation="estimate", max_steps=1))
+    stage = Enhancer(cfg, model=tiny_net())
+    assert stage.estimates_kernels
+    assert not Enhancer(StageConfig(model="vsrnet-x4", scale=2), model=tiny_net()).estimates_kernels
+
+    def fake(frames, scale, config):
+        seen.append(float(frames.mean()))
+        return KernelEstimate(kernel=np.ones((3, 3)) / 9, kernel_x2=np.ones((3, 3)) / 9, scale=scale)
+
+    monkeypatch.setattr("vsr_pipeline.kernels.estimate.estimate_with", fake)
+    first = torch.full((5, 3, 16, 16), 0.25)
+    stage.estimate_scene(3, first)
+    stage.estimate_scene(3, torch.full((5, 3, 16, 16), 0.75))  # same scene: already estimated
+    assert seen == [0.25]
+    got = stage.kernels.estimate_for_scene(3, torch.full((5, 3, 16, 16), 0.5))
+    assert seen == [0.25] and got.kernel.shape == (3, 3)

@@ -154,6 +154,22 @@ class Enhancer:
         """The adaptation report so far (totals and per-frame records), None without adaptation."""
         return self.adapter.report.to_dict() if self.adapter is not None else None
 
+    @property
+    def estimates_kernels(self) -> bool:
+        """True when the stage estimates each scene's blur (``--degradation estimate``)."""
+        return self.kernels is not None
+
+    def estimate_scene(self, scene: int, window: torch.Tensor) -> None:
+        """Estimate scene ``scene``'s blur now from ``window`` (T, C, H, W), the window of its first frame.
+
+        What the stage's first window of a scene would do on its own; a driver that serves frames out
+        of order (VapourSynth) calls it while it walks the clip, so that every later request of the
+        scene finds the same estimate whichever frame comes first. A no-op without estimation.
+        """
+        if self.kernels is not None:
+            with self._lock:
+                self.kernels.estimate_for_scene(scene, window)
+
     def reset(self) -> None:
         """Start a new clip: scene kernels, carried weights and the report start afresh; the model stays loaded."""
         with self._lock:

@@ -187,3 +187,33 @@ def test_vspipe_runs_the_example_script(tmp_path):
     frames = body.split(b"FRAME\n")
     assert len([x for x in frames if x]) == 6
     assert all(len(x) == 64 * 48 * 3 // 2 for x in frames if x)
+
+
+def test_estimated_blur_is_the_scenes_first_window_in_any_order(tiny_weights, monkeypatch):
+    """With degradation="estimate" each scene's blur is read from the window of its first frame while the filter
+    walks the clip, so asking for the last frame first gives the same frames as asking in order."""
+    from vsr_pipeline.kernels.base import KernelEstimate
+
+    seen = []
+
+    def fake(frames, scale, config):  # a wider kernel for brighter windows: the window read shows in the output
+        seen.append(round(float(frames.mean()), 6))
+        r = 1 + int(frames.mean() * 6) % 3
+        k = np.ones((2 * r + 1, 2 * r + 1)) / (2 * r + 1) ** 2
+        return KernelEstimate(kernel=k, kernel_x2=k, scale=scale)
+
+    monkeypatch.setattr("vsr_pipeline.kernels.estimate.estimate_with", fake)
+    clip = rgb_clip(n=9, cut_at=5)
+    opts = dict(model=str(tiny_weights), scale=2, adapt="online", degradation="estimate", scene_threshold=20,
+                steps_per_frame=2, crop=12, guard=0.0)
+    threads_before = core.num_threads
+    try:
+        forward = request(enhance(clip, **opts), list(range(9)), 1)
+        first_pass = list(seen)
+        seen.clear()
+        backward = request(enhance(clip, **opts), list(range(9))[::-1], 1)
+    finally:
+        core.num_threads = threads_before
+    assert len(first_pass) == 2 and seen == first_pass  # two scenes, each read once, from the same frames
+    for i in range(9):
+        assert all(np.array_equal(a, b) for a, b in zip(forward[i], backward[i])), i

@@ -242,7 +242,7 @@ def _analyse(stage, rgb: vs.VideoNode, original: vs.VideoNode, edge: str, thresh
 
     first = original.get_frame(0).props
     use_props = "_SceneChangePrev" in first or "_SceneChangeNext" in first
-    estimate = stage.kernels is not None
+    estimate = stage.estimates_kernels
     if not use_props and threshold <= 0 and not estimate:
         return [0]
     detector = None
@@ -257,7 +257,7 @@ def _analyse(stage, rgb: vs.VideoNode, original: vs.VideoNode, edge: str, thresh
     def prime(scene_frames: list[torch.Tensor], scene: int) -> None:
         # the window of the scene's first frame, which the CLI's first request of the scene hands the estimator
         idx = window_indices(len(scene_frames), 0, RADIUS, edge)
-        stage.kernels.degradation_for_scene(scene, torch.stack([scene_frames[j] for j in idx]))
+        stage.estimate_scene(scene, torch.stack([scene_frames[j] for j in idx]))
 
     prev_next = False
     prev = None

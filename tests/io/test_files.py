@@ -423,7 +423,7 @@ def test_atomic_output_error_leaves_nothing(tmp_path):
 def test_atomic_output_os_error_is_output_error(tmp_path):
     (tmp_path / "r.json").write_text("old")
     with pytest.raises(OutputError) as err:
-        with files.atomic_output(tmp_path / "r.json") as tmp:
+        with files.atomic_output(tmp_path / "r.json"):
             raise OSError(errno.ENOSPC, "No space left on device")
     assert str(err.value) == f"Could not write {str(tmp_path / 'r.json')!r}: the disk is full (no space left on device)."
     assert isinstance(err.value.__cause__, OSError)

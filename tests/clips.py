@@ -152,6 +152,26 @@ def read_back(path: Path) -> dict:
     return out
 
 
+def write_rgb(path: Path, frames: list[np.ndarray], codec: str, pix_fmt: str, options: dict | None = None) -> Path:
+    """Encode (H, W, 3) RGB frames (uint8, or uint16 as rgb48le) losslessly in ``pix_fmt`` at 25 fps."""
+    h, w = frames[0].shape[:2]
+    given = "rgb48le" if frames[0].dtype == np.uint16 else "rgb24"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream(codec, rate=25)
+        s.width, s.height, s.pix_fmt = w, h, pix_fmt
+        s.options = options or {}
+        for i, f in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(f, format=given)
+            if pix_fmt != given:
+                frame = frame.reformat(format=pix_fmt)
+            frame.pts = i
+            for p in s.encode(frame):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
 def make_empty_video(path: Path) -> Path:
     """A container with a video stream header and no frames."""
     with av.open(str(path), "w") as c:

@@ -16,29 +16,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from clips import make_clip, pattern
+from clips import make_clip, pattern, write_rgb
 from vsr_pipeline.cli import main
 from vsr_pipeline.degrade.operator import parse_degradation
 from vsr_pipeline.io.reader import VideoReader
-
-
-def write_rgb(path: Path, frames: list[np.ndarray], codec: str, pix_fmt: str, options: dict | None = None) -> Path:
-    """Encode (H, W, 3) uint8 RGB frames losslessly in ``pix_fmt``."""
-    h, w = frames[0].shape[:2]
-    with av.open(str(path), "w") as c:
-        s = c.add_stream(codec, rate=25)
-        s.width, s.height, s.pix_fmt = w, h, pix_fmt
-        s.options = options or {}
-        for i, f in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(f, format="rgb24")
-            if pix_fmt != "rgb24":
-                frame = frame.reformat(format=pix_fmt)
-            frame.pts = i
-            for p in s.encode(frame):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    return path
 
 
 def pyav_rgb24(path: Path) -> list[np.ndarray]:

@@ -75,10 +75,21 @@ class VsrGroup(click.Group):
             ctx.exit(1)
 
 
+def fps_option(arg: str = "INPUT", use: str = "needed to make a video of it"):
+    """The ``--fps`` option of every command that reads image sequences: one name, type and wording.
+
+    ``arg`` names the argument(s) it applies to, ``use`` says what the rate is for there.
+    """
+    return click.option(
+        "--fps", type=float, default=None,
+        help=f"Frame rate of an image-sequence {arg} (a folder, frames/%06d.png or frames/*.tif); {use}.",
+    )
+
+
 def given(ctx: click.Context, name: str) -> bool:
     """True when the option ``name`` was set on the command line (not left at its default)."""
     source = ctx.get_parameter_source(name)
     return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
 
-__all__ = ["EXIT_CODES_HELP", "PROGRESS_MODES", "VsrGroup", "given", "progress_bar", "signals_as_exceptions"]
+__all__ = ["EXIT_CODES_HELP", "PROGRESS_MODES", "VsrGroup", "fps_option", "given", "progress_bar", "signals_as_exceptions"]

@@ -9,7 +9,7 @@ import click
 from vsr_pipeline.adapt import registry
 from vsr_pipeline.adapt.config import KERNEL_METHODS, OBJECTIVES, OPTIMIZERS
 from vsr_pipeline.adapt.config import default as adapt_default
-from vsr_pipeline.cli.common import PROGRESS_MODES, progress_bar
+from vsr_pipeline.cli.common import PROGRESS_MODES, fps_option, progress_bar
 from vsr_pipeline.cli.help import SectionedCommand
 from vsr_pipeline.config import EDGES, ON_ERROR, RUNTIMES, EncodeOptions, EnhanceConfig, RunnerConfig, field_default
 
@@ -83,7 +83,7 @@ def enhance_options(command):
 @click.argument("input", type=click.Path(path_type=Path, dir_okay=True))
 @click.argument("output", type=click.Path(path_type=Path, dir_okay=True))
 @enhance_options
-@click.option("--fps", type=float, default=None, help="Frame rate of an image-sequence INPUT (a folder, frames/%06d.png or frames/*.tif); needed to make a video of it.")
+@fps_option()
 @click.option("--resume", is_flag=True, help="Work in durable segments beside OUTPUT; after a crash or kill, the same command with --resume finishes the file, identical to an uninterrupted run (docs/batch.md).")
 @click.option("--segment-frames", type=click.IntRange(min=1), default=1000, show_default=True, help="With --resume: about this many frames per segment (cut at scene cuts, or at any frame without --adapt).")
 @click.option("--progress", "progress_mode", type=click.Choice(PROGRESS_MODES), default="auto", show_default=True, help="auto: a bar on a terminal, else a log line every few seconds (frames, fps, ETA); json: one JSON object per line on stdout (frames, total, fps, eta) for wrappers; none: nothing. --quiet silences all but json.")

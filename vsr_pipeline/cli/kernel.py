@@ -15,39 +15,46 @@ from vsr_pipeline.errors import ConfigError, InputError, OutputError
 
 
 def _check_output(path: Path, suffix: str, option: str, src: Path, overwrite: bool) -> None:
-    from vsr_pipeline.io.files import check_paths
+    from vsr_pipeline.io.source import check_file_output
 
     if path.suffix.lower() != suffix:
         raise ConfigError(f"{option} {str(path)!r} must end in {suffix}.")
-    check_paths(src, path, overwrite)
+    check_file_output(src, path, overwrite)
 
 
 def _scene_frames(path: Path, scene: int, keep: int) -> tuple[list, int, int]:
-    """Up to about 2·keep evenly spaced RGB frames of scene ``scene``; (frames, first, count)."""
-    from vsr_pipeline.io.reader import VideoReader
-    from vsr_pipeline.io.scenes import detect_scenes
+    """Up to about 2·keep evenly spaced RGB frames of scene ``scene``; (frames, first, count).
 
-    starts = detect_scenes(path)
-    if scene >= len(starts):
-        raise ConfigError(
-            f"--scene {scene} does not exist: {path} has {len(starts)} scene(s), numbered from 0."
-        )
-    first = starts[scene]
-    end = starts[scene + 1] if scene + 1 < len(starts) else None
-    kept, stride, count = [], 1, 0
-    with closing(iter(VideoReader(path))) as reader:  # closing stops the decode thread on break
+    One pass over the source (a video or an image sequence): the scene detector answers
+    frame by frame, so reading stops at the end of the scene asked for.
+    """
+    from vsr_pipeline.io.scenes import SceneConfig, SceneDetector
+    from vsr_pipeline.io.source import open_source, probe_source
+
+    info = probe_source(path)
+    is_cut = SceneDetector(SceneConfig(), fps=float(info.fps or 25))
+    kept, stride, count, current, first, prev = [], 1, 0, 0, 0, None
+    with closing(iter(open_source(path, info))) as reader:  # closing stops the decode thread on break
         for frame in reader:
-            if frame.index < first:
+            if prev is not None and is_cut(prev, frame):
+                current += 1
+                if current > scene:
+                    break
+                first = frame.index
+            prev = frame
+            if current < scene:
                 continue
-            if end is not None and frame.index >= end:
-                break
             if count % stride == 0:
                 kept.append(frame.rgb)
                 if len(kept) >= 2 * keep:  # thin out: every other one, and keep half as many from now on
                     kept, stride = kept[::2], stride * 2
             count += 1
+    if current < scene:
+        raise ConfigError(
+            f"--scene {scene} does not exist: {path} has {current + 1} scene(s), numbered from 0."
+        )
     if not kept:
-        raise InputError(f"Input file {str(path)!r} holds no frames in scene {scene}.")
+        raise InputError(f"Input {str(path)!r} holds no frames in scene {scene}.")
     return kept, first, count
 
 
@@ -85,7 +92,8 @@ def estimate_kernel(
     input: Path, out: Path, png: Path | None, scene: int, scale: str, method: str, iterations: int | None,
     fast: bool | None, seed: int, overwrite: bool, quiet: bool,
 ) -> None:
-    """Estimate the blur (SR) kernel of one scene of the LR clip INPUT.
+    """Estimate the blur (SR) kernel of one scene of the LR clip INPUT (a video, or an image
+    sequence: a folder, frames/%06d.png or frames/*.png).
 
     The kernel is the whole SR kernel in the KernelGAN/DIV2KRK sense (correlate, keep every
     s-th pixel), ready for `--degradation kernel:FILE`. Scenes too small, flat or noisy to

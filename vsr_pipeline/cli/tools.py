@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from vsr_pipeline.cli.common import PROGRESS_MODES
+from vsr_pipeline.cli.common import PROGRESS_MODES, fps_option
 from vsr_pipeline.cli.common import progress_bar as _progress
 from vsr_pipeline.errors import ConfigError
 
@@ -26,7 +26,7 @@ from vsr_pipeline.errors import ConfigError
 @click.option("--crf", type=int, default=None, help="Constant rate factor for lossy material.  [default: lossless (x264 qp 0, x265/VP9 lossless mode)]")
 @click.option("--codec", "-c", default=None, help="Video encoder: libx264 (h264), libx265 (hevc), libvpx-vp9 (vp9), ...  [default: libx264; libvpx-vp9 for .webm]")
 @click.option("--preset", default=None, help="Encoder preset.  [default: medium for x264/x265]")
-@click.option("--pix-fmt", default=None, help="Output pixel format.  [default: yuv444p (yuv444p10le for deeper input): exact LR size and no chroma blur]")
+@click.option("--pix-fmt", default=None, help="Output pixel format (rgb24 or rgb48le for an image sequence).  [default: yuv444p (yuv444p10le for deeper input): exact LR size and no chroma blur; a sequence: 16-bit for deeper input]")
 @click.option("--encoder-args", default="", help="Extra FFmpeg output options as '-key value' pairs.")
 @click.option("--backend", type=click.Choice(["pyav", "ffmpeg"]), default="pyav", show_default=True, help="Writer: PyAV in process, or the ffmpeg binary.")
 @click.option("--start", type=float, default=None, help="Degrade a section starting at this time (seconds); its timestamps start at 0.")
@@ -34,6 +34,7 @@ from vsr_pipeline.errors import ConfigError
 @click.option("--no-audio", is_flag=True, help="Drop audio streams instead of copying them.")
 @click.option("--no-subtitles", is_flag=True, help="Drop subtitle streams instead of copying them.")
 @click.option("--on-error", type=click.Choice(["stop", "skip"]), default="stop", show_default=True, help="Damaged input: stop with an error, or skip damaged frames.")
+@fps_option("HR", "needed to make a video of it, and sets the seconds of --start/--duration")
 @click.option("--overwrite", "-y", is_flag=True, help="Replace OUT if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
 @click.option("--progress", "progress_mode", type=click.Choice(PROGRESS_MODES), default="auto", show_default=True, help="auto: a bar on a terminal, else a log line every few seconds; json: one JSON object per line on stdout (frames, total, fps, eta); none: nothing.")
@@ -41,16 +42,20 @@ def degrade(
     hr: Path, out: Path, scale: float, degradation: str, noise: float, seed: int, crf: int | None,
     codec: str | None, preset: str | None, pix_fmt: str | None, encoder_args: str, backend: str,
     start: float | None, duration: float | None, no_audio: bool, no_subtitles: bool, on_error: str,
-    overwrite: bool, quiet: bool, progress_mode: str,
+    fps: float | None, overwrite: bool, quiet: bool, progress_mode: str,
 ) -> None:
     """Make LR test material OUT from the clip HR: every frame blurred and downscaled by the
     degradation, optionally with noise.
 
-    Timestamps, audio and subtitles are kept as `enhance` keeps them; OUT appears only when
-    the run succeeds. Example:
+    HR may be an image sequence (a folder, frames/%06d.png or frames/*.png) and OUT a
+    numbered pattern such as lr/%06d.png (PNG, TIFF, DPX: 16-bit for deeper input; EXR:
+    float; lossless), numbered like the input, as `enhance` takes them. Timestamps, audio
+    and subtitles are kept as `enhance` keeps them; OUT appears only when the run succeeds.
+    Example:
 
     \b
         vsrpipe degrade hr.mp4 lr.mp4 --scale 4 -d gauss:sigma=2.0 --noise 2
+        vsrpipe degrade hr_frames/ lr.mkv --scale 4 --fps 24
     """
     from vsr_pipeline.config import EncodeOptions
     from vsr_pipeline.degrade.video import degrade_video
@@ -64,7 +69,7 @@ def degrade(
         r = degrade_video(
             hr, out, scale=scale, degradation=degradation, noise=noise, crf=crf, seed=seed,
             overwrite=overwrite, encode=encode, start=start, duration=duration, on_error=on_error,
-            progress=update,
+            progress=update, fps=fps,
         )
     finally:
         if bar is not None:
@@ -82,17 +87,17 @@ def degrade(
 
 
 def _check_report_path(path: Path | None, sources: tuple[Path, ...], overwrite: bool) -> None:
-    from vsr_pipeline.io.files import check_paths
+    from vsr_pipeline.io.source import check_file_output
 
     if path is None or str(path) == "-":
         return
     for src in sources:
-        check_paths(src, path, overwrite)
+        check_file_output(src, path, overwrite)
 
 
 @click.command()  # the group adds its exit-code epilog when registering
 @click.argument("out", type=click.Path(path_type=Path, dir_okay=True))
-@click.option("--reference", "-r", type=click.Path(path_type=Path, dir_okay=True), required=True, help="The ground-truth clip (same frame size).")
+@click.option("--reference", "-r", type=click.Path(path_type=Path, dir_okay=True), required=True, help="The ground-truth clip, a video or an image sequence (same frame size).")
 @click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=True, allow_dash=True), default=None, help="Write the per-frame scores and means as JSON to FILE ('-': stdout).")
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path, dir_okay=True), default=None, help="Write the per-frame scores and a mean row as CSV to FILE.")
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path, dir_okay=True), default=None, help="Write a plot of per-frame PSNR to FILE (.png; .pdf and .svg work too).")
@@ -100,23 +105,26 @@ def _check_report_path(path: Path | None, sources: tuple[Path, ...], overwrite: 
 @click.option("--lpips-weights", type=click.Path(path_type=Path, dir_okay=False), default=None, help="torchvision AlexNet weights for LPIPS.  [default: torch's hub cache; without them LPIPS is reported unavailable]")
 @click.option("--no-perceptual", is_flag=True, help="Skip ST-LPIPS and LPIPS (PSNR and SSIM only; faster).")
 @click.option("--reference-start", type=float, default=None, help="OUT is the section of the reference starting here (seconds), as made with degrade/enhance --start.")
+@fps_option("OUT or --reference", "without it a sequence takes the other clip's rate when that is a video, else 25")
 @click.option("--device", default="cpu", show_default=True, help="Where the perceptual networks run: cpu, cuda, cuda:N.")
 @click.option("--summary", is_flag=True, help="Print only the mean row, not one row per frame.")
 @click.option("--overwrite", "-y", is_flag=True, help="Replace existing --json/--csv/--plot files.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no table.")
 def evaluate(
     out: Path, reference: Path, json_path: Path | None, csv_path: Path | None, plot_path: Path | None,
-    crop: int, lpips_weights: Path | None, no_perceptual: bool, reference_start: float | None, device: str,
-    summary: bool, overwrite: bool, quiet: bool,
+    crop: int, lpips_weights: Path | None, no_perceptual: bool, reference_start: float | None, fps: float | None,
+    device: str, summary: bool, overwrite: bool, quiet: bool,
 ) -> None:
     """Score OUT against --reference frame by frame: PSNR and SSIM on Y, ST-LPIPS and LPIPS.
 
-    Frames are matched by timestamp (within half a frame); both clips are streamed, never
-    held whole in memory. The table goes to stdout (to stderr when --json - takes stdout).
-    Example:
+    Either clip may be an image sequence (a folder, frames/%06d.png or frames/*.png;
+    PNG/TIFF 8/16-bit, DPX, EXR). Frames are matched by timestamp (within half a frame);
+    both clips are streamed, never held whole in memory. The table goes to stdout (to
+    stderr when --json - takes stdout). Example:
 
     \b
         vsrpipe evaluate sr.mp4 -r hr.mp4 --json sr.json --csv sr.csv --plot sr_psnr.png
+        vsrpipe evaluate sr/%06d.png -r hr_frames/
     """
     from vsr_pipeline import evaluate as ev
     from vsr_pipeline.runner import resolve_device
@@ -132,7 +140,7 @@ def evaluate(
     try:
         report = ev.evaluate_videos(
             out, reference, crop=crop, perceptual=not no_perceptual, lpips_weights=lpips_weights,
-            progress=update, reference_start=reference_start, device=dev,
+            progress=update, reference_start=reference_start, device=dev, fps=fps,
         )
     finally:
         if bar is not None:

@@ -25,9 +25,9 @@ import torch
 from vsr_pipeline.degrade.operator import Degradation, parse_degradation
 from vsr_pipeline.errors import ConfigError
 from vsr_pipeline.io.options import EncodeOptions
-from vsr_pipeline.io.files import check_paths
-from vsr_pipeline.io.probe import VideoInfo, probe
+from vsr_pipeline.io.probe import VideoInfo
 from vsr_pipeline.io.reader import Frame
+from vsr_pipeline.io.source import check_output, is_sequence_output, probe_source
 from vsr_pipeline.io.transcode import Progress, transcode
 from vsr_pipeline.io.encoding import CODEC_ALIASES, CONTAINERS
 
@@ -88,11 +88,15 @@ def degrade_video(
     duration: float | None = None,
     on_error: str = "stop",
     progress: Progress | None = None,
+    fps: float | None = None,
 ) -> DegradeResult:
     """Write ``dst``: every frame of ``src`` degraded, at LR size ``Degradation.lr_size``.
 
     Args:
-        src, dst: HR input clip and LR output file (container from the extension).
+        src, dst: HR input clip and LR output file (container from the extension). ``src``
+            may be an image sequence (a folder, ``frames/%06d.png``, ``frames/*.tif``) and
+            ``dst`` a numbered pattern (``lr/%06d.png``), as ``enhance`` takes them; a
+            sequence is written losslessly at the input's depth (``pix_fmt`` rgb24/rgb48le).
         scale: SR factor, > 1 (the LR clip is ``scale`` times smaller).
         degradation: spec string (``"bicubic"``, ``"gauss:sigma=2.0"``, …, see
             docs/degradations.md) or a :class:`Degradation` of the same scale; ``estimate``
@@ -110,6 +114,8 @@ def degrade_video(
             as with ``vsrpipe enhance --start``.
         on_error: damaged input: "stop" or "skip".
         progress: called as ``progress(done, expected)`` after each frame.
+        fps: the frame rate of an image-sequence ``src`` (``--fps``), needed for a video
+            ``dst``; refused with a video ``src``.
 
     Returns:
         A :class:`DegradeResult`. Raises ``ConfigError`` for scale <= 1, a malformed or
@@ -119,8 +125,8 @@ def degrade_video(
     t0 = time.perf_counter()
     src, dst = Path(src), Path(dst)
     op = _check_options(scale, degradation, noise, start, duration, on_error)
-    check_paths(src, dst, overwrite)
-    info = probe(src)
+    check_output(src, dst, overwrite)
+    info = probe_source(src, dst, fps=fps)
     in_w, in_h = info.display_size
     lr_h, lr_w = op.lr_size(in_h, in_w)
     if in_h % op.scale or in_w % op.scale:
@@ -129,7 +135,11 @@ def degrade_video(
             "will not be %dx%d, so crop the reference before evaluating",
             src, in_w, in_h, op.scale, lr_w, lr_h, op.scale, in_w, in_h,
         )
-    encode, lossless = _encode_options(dst, info, (lr_w, lr_h), encode, crf if crf is not None else encode.crf)
+    crf = crf if crf is not None else encode.crf
+    if is_sequence_output(dst):  # every image format written is lossless; the sink refuses a crf
+        encode, lossless = dataclasses.replace(encode, crf=crf), True
+    else:
+        encode, lossless = _encode_options(dst, info, (lr_w, lr_h), encode, crf)
 
     def transform(frames: Iterable[Frame]) -> Iterator[tuple[Frame, torch.Tensor]]:
         for frame in frames:

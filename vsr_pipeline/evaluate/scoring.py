@@ -26,8 +26,8 @@ import torch
 
 from vsr_pipeline.errors import ConfigError, InputError
 from vsr_pipeline.io.files import write_bytes_atomic
-from vsr_pipeline.io.probe import VideoInfo, probe
-from vsr_pipeline.io.reader import VideoReader
+from vsr_pipeline.io.probe import VideoInfo
+from vsr_pipeline.io.source import is_sequence_input, open_source, probe_source
 from vsr_pipeline.metrics import PerceptualMetric, load_lpips, load_stlpips, psnr, ssim
 
 __all__ = [
@@ -147,6 +147,21 @@ def _fps(info: VideoInfo) -> float | None:
     return float(info.fps) if info.fps else None
 
 
+def _probe_pair(out: Path, reference: Path, fps: float | None) -> tuple[VideoInfo, VideoInfo]:
+    """Describe both clips; an image sequence runs at ``fps``, else at the other clip's rate (a video's own).
+
+    ``fps`` with two videos is refused by :func:`probe_source`, naming the first.
+    """
+    seq_o, seq_r = is_sequence_input(out), is_sequence_input(reference)
+    if fps is not None and not (seq_o or seq_r):
+        probe_source(out, fps=fps)  # raises: a video has its own rate
+    info_o = None if seq_o else probe_source(out)
+    info_r = None if seq_r else probe_source(reference)
+    video = info_r or info_o
+    rate = fps if fps is not None or video is None else _fps(video)
+    return info_o or probe_source(out, fps=rate), info_r or probe_source(reference, fps=rate)
+
+
 def evaluate_videos(
     out: Path | str,
     reference: Path | str,
@@ -157,12 +172,14 @@ def evaluate_videos(
     progress: Progress | None = None,
     reference_start: float | None = None,
     device: str | torch.device = "cpu",
+    fps: float | None = None,
 ) -> EvaluationReport:
     """Score every frame of ``out`` against the frame of ``reference`` with the same timestamp.
 
     Args:
-        out: the clip to judge (e.g. an upscaled result).
-        reference: the ground truth, same frame size.
+        out: the clip to judge (e.g. an upscaled result): a video file or an image
+            sequence (a folder, ``frames/%06d.png`` or ``frames/*.tif``).
+        reference: the ground truth, same frame size; a video or an image sequence.
         crop: border pixels removed on every side before measuring (SR papers use the scale).
         perceptual: also compute ST-LPIPS and, when its weights can be found, LPIPS.
         lpips_weights: torchvision AlexNet weights for LPIPS; None looks in torch's hub cache.
@@ -171,6 +188,8 @@ def evaluate_videos(
             as made by ``degrade``/``enhance --start``; the reference is then read from this
             time on, its timestamps shifted to 0, and only as far as ``out`` lasts.
         device: where the perceptual networks run.
+        fps: the frame rate of an image sequence (``--fps``); None: the other clip's
+            rate when that is a video, else 25 (two sequences then match frame by frame).
 
     Frames match when their timestamps differ by at most half a frame of the reference.
 
@@ -186,7 +205,7 @@ def evaluate_videos(
         raise ConfigError(f"--crop must be >= 0, got {crop}.")
     if reference_start is not None and not (0 <= reference_start < float("inf")):
         raise ConfigError(f"--reference-start must be a finite number >= 0, got {reference_start:g}.")
-    info_o, info_r = probe(out), probe(reference)
+    info_o, info_r = _probe_pair(out, reference, fps)
     size = info_o.display_size
     if size != info_r.display_size:
         (wo, ho), (wr, hr) = size, info_r.display_size
@@ -213,8 +232,8 @@ def evaluate_videos(
 
     fps = _fps(info_r) or _fps(info_o) or 25.0
     tol = 0.5 / fps
-    reader_o = VideoReader(out, info=info_o)
-    reader_r = VideoReader(reference, start=reference_start, info=info_r)
+    reader_o = open_source(out, info_o)
+    reader_r = open_source(reference, info_r, start=reference_start)
     it_o, it_r = iter(reader_o), iter(reader_r)
     rows: list[FrameScore] = []
     n_o = n_r = 0

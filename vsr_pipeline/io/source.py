@@ -33,7 +33,7 @@ from vsr_pipeline.io.sequence_sink import SequenceWriter, check_sequence_output,
 from vsr_pipeline.io.sink import Sink
 from vsr_pipeline.io.writer import VideoWriter
 
-__all__ = ["Sink", "Source", "check_output", "is_sequence_input", "is_sequence_output", "open_sink", "open_source", "probe_source"]
+__all__ = ["Sink", "Source", "check_file_output", "check_output", "is_sequence_input", "is_sequence_output", "open_sink", "open_source", "probe_source"]
 
 
 class Source(Protocol):
@@ -73,10 +73,20 @@ def check_output(src: Path | str, dst: Path | str, overwrite: bool) -> None:
         return
     if dst.suffix.lower() in IMAGE_FORMATS:
         raise ConfigError(f"Output {str(dst)!r} is one image; to write an image sequence give a numbered pattern such as {str(dst.parent / ('%06d' + dst.suffix))!r}.")
-    if seq_in:
+    check_file_output(src, dst, overwrite)
+
+
+def check_file_output(src: Path | str, dst: Path | str, overwrite: bool) -> None:
+    """Refuse the file ``dst`` (a video, a report, a kernel) made from the source ``src`` as
+    :func:`~vsr_pipeline.io.files.check_paths` does; a sequence's folder stands for the sequence.
+
+    A sequence whose folder is missing passes: :func:`probe_source` names it.
+    """
+    src = Path(src)
+    if is_sequence_input(src):
         if _folder_of(src).is_dir():
             check_paths(_folder_of(src), dst, overwrite)
-        return  # a missing folder is named by probe_source
+        return
     check_paths(src, dst, overwrite)
 
 

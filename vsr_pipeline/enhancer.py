@@ -27,6 +27,7 @@ from vsr_pipeline.adapt.adapter import Adapter
 from vsr_pipeline.adapt.base import Fetch
 from vsr_pipeline.config import StageConfig
 from vsr_pipeline.errors import ConfigError
+from vsr_pipeline.io.windows import WINDOW_FRAMES
 from vsr_pipeline.limits import check_frame_memory
 from vsr_pipeline.models.registry import load_model
 from vsr_pipeline.runner import Runner
@@ -75,8 +76,8 @@ class Enhancer:
 
     @property
     def frames(self) -> int:
-        """Frames per window the stage expects (always 5: single-image models get the centre frame)."""
-        return 5
+        """Frames per window the stage expects (:data:`~vsr_pipeline.io.windows.WINDOW_FRAMES`; single-image models get the centre frame)."""
+        return WINDOW_FRAMES
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         """The (height, width) of the output frame for an input frame of ``height`` × ``width``."""

@@ -40,10 +40,11 @@ from vsr_pipeline.config import EnhanceConfig
 from vsr_pipeline.errors import DecodeError
 from vsr_pipeline.io.files import fsync_file
 from vsr_pipeline.io.probe import VideoInfo
+from vsr_pipeline.io.windows import RADIUS
 
 log = logging.getLogger(__name__)
 
-CONTEXT = 2  # frames either side of a window's centre (windows are 5 frames)
+CONTEXT = RADIUS  # frames either side of a window's centre that a segment reads beyond its own
 
 
 @dataclass(frozen=True)

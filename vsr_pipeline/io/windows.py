@@ -9,11 +9,15 @@ iterator holds at most T frames plus the frame after the current scene's end.
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable, Generic, Iterable, Iterator, TypeVar
+from typing import TYPE_CHECKING, Callable, Generic, Iterable, Iterator, TypeVar
 
-import torch
+if TYPE_CHECKING:  # the window constants are read by torch-free code (batch planning, the VapourSynth plugin)
+    import torch
 
 T = TypeVar("T")
+
+WINDOW_FRAMES = 5  # frames per window everywhere in the stage: the target and two neighbours each side
+RADIUS = WINDOW_FRAMES // 2  # neighbours on each side of a window's target
 
 
 class Window(Generic[T]):
@@ -43,7 +47,7 @@ def window_indices(n: int, i: int, radius: int, edge: str) -> list[int]:
 def windows(
     items: Iterable[T],
     *,
-    size: int = 5,
+    size: int = WINDOW_FRAMES,
     edge: str = "replicate",
     tensor: Callable[[T], torch.Tensor] = lambda f: f.rgb,  # type: ignore[attr-defined]
     is_cut: Callable[[T, T], bool] | None = None,
@@ -53,6 +57,8 @@ def windows(
     ``tensor`` extracts the (C, H, W) tensor of an item; ``is_cut(prev, cur)`` returns True
     when ``cur`` starts a new scene (the window then treats the cut like a clip edge).
     """
+    import torch
+
     if size < 1 or size % 2 == 0:
         raise ValueError(f"window size must be odd and positive, got {size}")
     if edge not in ("replicate", "reflect"):

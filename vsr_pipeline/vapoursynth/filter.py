@@ -32,10 +32,10 @@ from vsr_pipeline.adapt.config import AdaptConfig
 from vsr_pipeline.adapt.config import default as adapt_default
 from vsr_pipeline.config import EDGES, EnhanceConfig, RunnerConfig, StageConfig, field_default
 from vsr_pipeline.errors import VsrError
+from vsr_pipeline.io.windows import RADIUS, window_indices
 from vsr_pipeline.vapoursynth.formats import check_clip, check_output_size, colour_info, fail, from_rgbs, to_rgbs
 
 core = vs.core
-RADIUS = 2  # a window is frames n-2 … n+2
 _ADAPT_OPTIONS = {f.name for f in dataclasses.fields(AdaptConfig)} - {"method", "degradation", "kernel_method"}
 
 
@@ -203,8 +203,6 @@ class _FrameServer:
         def window(i: int) -> tuple[torch.Tensor, int]:
             scene = self.scene_of(i)
             s0, e0 = self.starts[scene], self._scene_end(scene)
-            from vsr_pipeline.io.windows import window_indices
-
             idx = window_indices(e0 - s0, i - s0, RADIUS, self.edge)
             return torch.stack([tensor(s0 + j) for j in idx]), scene  # (T, C, H, W)
 
@@ -237,8 +235,6 @@ class _FrameServer:
 def _analyse(stage, rgb: vs.VideoNode, original: vs.VideoNode, edge: str, threshold: float) -> list[int]:
     """Scene starts of the clip (always [0, …]); primes each scene's kernel estimate when it needs one."""
     import torch
-
-    from vsr_pipeline.io.windows import window_indices
 
     first = original.get_frame(0).props
     use_props = "_SceneChangePrev" in first or "_SceneChangeNext" in first

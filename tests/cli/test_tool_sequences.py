@@ -215,3 +215,40 @@ def test_a_bad_sequence_is_one_sentence_and_leaves_nothing(tmp_path, command, ma
     message = r.output.strip().removeprefix("Error: ")
     assert sentence in message and "Traceback" not in r.output and message.count("\n") == 0, r.output
     assert everything(tmp_path) == before  # no output, no hidden temporary file or folder
+
+
+# compare -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("depth", ["8", "16"])
+def test_compare_reads_frame_n_of_a_sequence_as_of_the_video(clips, depth):
+    from vsr_pipeline.evaluate import load_frame
+
+    seq, video = clips[f"f{depth}"], clips[f"v{depth}"]
+    for k in range(N):
+        assert torch.equal(load_frame(seq / "%06d.png", k), load_frame(video, k)), k
+    assert not torch.equal(load_frame(seq, 1), load_frame(seq, 2))  # the ramps differ frame to frame
+
+
+def test_compare_a_sequence_against_a_video_reference(clips, tmp_path):
+    fig = tmp_path / "fig.png"
+    same = vsrpipe("compare", clips["f8"], "-r", clips["v8"], "--frame", 2, "--crop", "0,0,16,12", "-o", fig)
+    assert same.exit_code == 0 and fig.is_file(), same.output
+    other = vsrpipe("compare", clips["f8"], "-r", clips["v8"], "--frame", 2, "--reference-frame", 1, "--crop", "0,0,16,12", "-o", fig, "-y")
+    assert other.exit_code == 0, other.output
+    assert "f8: PSNR inf dB, SSIM 1.0000" in same.output, same.output  # frame 2 of both: the same picture
+    assert "PSNR inf" not in other.output and "f8: PSNR " in other.output, other.output
+
+
+def test_compare_names_a_frame_beyond_a_sequences_end_and_leaves_nothing(clips, tmp_path):
+    r = vsrpipe("compare", clips["f8"], "--frame", N, "--crop", "0,0,8,8", "-o", tmp_path / "fig.png")
+    assert r.exit_code == 3, r.output
+    assert f"Frame {N} is beyond the end of {str(clips['f8'])!r}, which has {N} images (frames 0 to {N - 1})." in r.output
+    assert not (tmp_path / "fig.png").exists()
+
+
+@pytest.mark.parametrize("make,sentence", BAD[:2], ids=["missing-frame", "empty-folder"])
+def test_compare_refuses_a_bad_sequence_in_one_sentence(tmp_path, make, sentence):
+    make(tmp_path / "f")
+    r = vsrpipe("compare", tmp_path / "f", "--crop", "0,0,8,8", "-o", tmp_path / "fig.png")
+    assert r.exit_code == 3 and sentence in r.output and "Traceback" not in r.output, r.output
+    assert not (tmp_path / "fig.png").exists()

@@ -162,8 +162,8 @@ def evaluate(
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=True))
 @click.option("--out", "-o", type=click.Path(path_type=Path, dir_okay=True), required=True, help="The figure to write (.png).")
 @click.option("--crop", required=True, help="The region to enlarge: x,y,w,h in pixels of the frame (left, top, width, height).")
-@click.option("--frame", "-f", type=click.IntRange(min=0), default=0, show_default=True, help="Frame number (from 0) taken from every video input; images are used as they are.")
-@click.option("--reference", "-r", type=click.Path(path_type=Path, dir_okay=True), default=None, help="Ground truth (video or image): adds its panel and PSNR/SSIM of the crop under every input.  [default: no metrics]")
+@click.option("--frame", "-f", type=click.IntRange(min=0), default=0, show_default=True, help="Frame number (from 0) taken from every video or sequence input; images are used as they are.")
+@click.option("--reference", "-r", type=click.Path(path_type=Path, dir_okay=True), default=None, help="Ground truth (video, image sequence or image): adds its panel and PSNR/SSIM of the crop under every input.  [default: no metrics]")
 @click.option("--reference-frame", type=click.IntRange(min=0), default=None, help="Frame of the reference to use.  [default: --frame]")
 @click.option("--labels", default=None, help="Comma-separated captions, one per input (and optionally one for the reference).  [default: file names]")
 @click.option("--zoom", "-z", type=click.IntRange(1, 64), default=None, help="Nearest-neighbour enlargement.  [default: the largest keeping a panel within 320 px]")
@@ -175,7 +175,8 @@ def compare(
 ) -> None:
     """Write a figure of the same zoomed crop of INPUTS side by side, as in SR papers.
 
-    INPUTS are videos or images (.png, .jpg, ...) of one size. Example:
+    INPUTS are videos, image sequences (a folder or frames/%06d.png) or images
+    (.png, .jpg, ...) of one size. Example:
 
     \b
         vsrpipe compare bicubic.mp4 ours.mp4 -r hr.mp4 --frame 10 --crop 300,120,64,48 -o fig.png

@@ -21,7 +21,8 @@ import torch
 from vsr_pipeline.errors import ConfigError, InputError
 from vsr_pipeline.evaluate.scoring import _SSIM_MIN, EvaluationReport
 from vsr_pipeline.io.files import check_paths, write_bytes_atomic
-from vsr_pipeline.io.reader import VideoReader
+from vsr_pipeline.io.sequence import is_sequence_input, read_image
+from vsr_pipeline.io.source import open_source, probe_source
 from vsr_pipeline.metrics import psnr, ssim
 
 __all__ = [
@@ -131,12 +132,18 @@ def parse_crop(text: str) -> tuple[int, int, int, int]:
 
 
 def load_frame(path: Path | str, index: int = 0) -> torch.Tensor:
-    """Frame ``index`` of a video, or the picture of an image file (``index`` ignored).
+    """Frame ``index`` (from 0) of a video or an image sequence, or the picture of an image file (``index`` ignored).
 
-    Returns RGB float32 (3, H, W) in [0, 1]. Raises ``InputError`` for unreadable files and
-    for an index beyond the end of the clip.
+    A sequence is a folder or a pattern (``frames/%06d.png``), listed and checked as
+    ``enhance`` lists it; only the one image asked for is read. Returns RGB float32 (3, H, W)
+    in [0, 1]. Raises ``InputError`` for unreadable files and for an index beyond the end.
     """
     path = Path(path)
+    if is_sequence_input(path):
+        files = probe_source(path).sequence.files
+        if index >= len(files):
+            raise InputError(f"Frame {index} is beyond the end of {str(path)!r}, which has {len(files)} images (frames 0 to {len(files) - 1}).")
+        return read_image(Path(files[index]))[0]
     if path.suffix.lower() in IMAGE_EXTENSIONS:
         from PIL import Image, UnidentifiedImageError
 
@@ -148,16 +155,15 @@ def load_frame(path: Path | str, index: int = 0) -> torch.Tensor:
         except (OSError, UnidentifiedImageError) as exc:
             raise InputError(f"Input file {str(path)!r} is not an image Pillow can read ({exc}).") from exc
         return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
-    reader = VideoReader(path)
-    it = iter(reader)
+    source = open_source(path, probe_source(path))
     count = 0
     try:
-        for frame in it:
+        for frame in source:
             if frame.index == index:
                 return frame.rgb
             count += 1
     finally:
-        it.close()
+        source.close()
     raise InputError(
         f"Frame {index} is beyond the end of {str(path)!r}, which has {count} frames (numbered 0 to {count - 1})."
     )
@@ -260,14 +266,14 @@ def compare_frames(
     reference_frame: int | None = None,
     overwrite: bool = False,
 ) -> CompareResult:
-    """Write a PNG comparing the same crop of frame ``frame`` of several videos or images.
+    """Write a PNG comparing the same crop of frame ``frame`` of several videos, image sequences or images.
 
     Args:
-        inputs: videos (frame ``frame`` is taken) or images (used as they are), all the same size.
+        inputs: videos and image sequences (frame ``frame`` is taken) or images (used as they are), all the same size.
         out: the figure (.png).
         frame: frame index, from 0, in every video input.
         crop: (x, y, w, h) in pixels of the frames, or the string "x,y,w,h".
-        reference: ground truth (video or image) of the same size. With it every panel is
+        reference: ground truth (video, image sequence or image) of the same size. With it every panel is
             captioned with PSNR/SSIM on Y over the crop, and the reference gets the last
             panel; without it there are no metrics.
         labels: one caption per input, optionally one more for the reference; default: the

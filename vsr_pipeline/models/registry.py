@@ -4,8 +4,10 @@ Built-in models are registered by this project's own pyproject.toml, exactly as 
 third-party package would register its own. Setting ``VSRPIPE_DISABLE_PLUGIN_AUTOLOAD=1``
 keeps only the entry points of the ``vsr-pipeline`` distribution itself.
 
-A ``--model`` value that names an existing ``.pth``/``.safetensors`` file is loaded as a
-community single-image model through spandrel (see :mod:`vsr_pipeline.models.community`).
+A ``--model`` value that names a file is loaded by the loader of its suffix:
+``.pth``/``.safetensors`` through spandrel (:mod:`vsr_pipeline.models.community`), an ncnn
+``.param`` graph with the ``.bin`` beside it (:mod:`vsr_pipeline.models.ncnn`) and an ONNX
+graph (:mod:`vsr_pipeline.models.onnx_file`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,11 @@ log = logging.getLogger(__name__)
 GROUP = "vsr_pipeline.models"
 OWN_DISTRIBUTION = "vsr-pipeline"
 DISABLE_ENV = "VSRPIPE_DISABLE_PLUGIN_AUTOLOAD"
-WEIGHT_SUFFIXES = (".pth", ".pt", ".safetensors", ".ckpt")
+WEIGHT_SUFFIXES = (".pth", ".pt", ".safetensors", ".ckpt", ".param", ".onnx")
+FILE_LOADERS = {  # suffix -> "module:function" taking (path, *, scale) and returning a protocol model
+    ".param": "vsr_pipeline.models.ncnn:load_param_file",
+    ".onnx": "vsr_pipeline.models.onnx_file:load_onnx_file",
+}
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,12 @@ def load_model(name: str, *, scale: float | None = None) -> "torch.nn.Module":
 def _build(name: str, scale: float | None) -> "torch.nn.Module":
     """The module ``name`` stands for, unchecked (see :func:`load_model`)."""
     if is_weights_path(name):
+        target = FILE_LOADERS.get(Path(name).suffix.lower())
+        if target is not None:
+            import importlib
+
+            module, _, function = target.partition(":")
+            return getattr(importlib.import_module(module), function)(Path(name), scale=scale)
         from vsr_pipeline.models.community import load_weights_file
 
         return load_weights_file(Path(name), scale=scale)

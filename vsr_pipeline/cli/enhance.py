@@ -34,7 +34,7 @@ SECTIONS = {
 
 
 @click.option("--scale", "-s", type=float, default=_d(EnhanceConfig, "scale"), show_default=True, help="Output scale (may differ from the model's native scale).")
-@click.option("--model", "-m", default=_d(EnhanceConfig, "model"), show_default=True, help="Registered model name (see `vsrpipe models`) or a .pth/.safetensors file.")
+@click.option("--model", "-m", default=_d(EnhanceConfig, "model"), show_default=True, help="Registered model name (see `vsrpipe models`) or a model file: .pth/.safetensors (spandrel), .onnx, or ncnn .param (its .bin beside it).")
 @click.option("--start", type=float, default=None, help="Process a section starting at this time (seconds).")
 @click.option("--duration", "-t", type=float, default=None, help="Length of the section to process (seconds).")
 @click.option("--device", default=_d(RunnerConfig, "device"), show_default=True, help="auto, cpu, cuda or cuda:N.")
@@ -84,7 +84,7 @@ def enhance_options(command):
 @click.argument("output", type=click.Path(path_type=Path, dir_okay=True))
 @enhance_options
 @fps_option()
-@click.option("--resume", is_flag=True, help="Work in durable segments beside OUTPUT; after a crash or kill, the same command with --resume finishes the file, identical to an uninterrupted run (docs/batch.md).")
+@click.option("--resume", is_flag=True, help="Work in durable segments beside OUTPUT (a sequence OUTPUT: frame by frame); after a crash or kill, the same command with --resume finishes the file, identical to an uninterrupted run (docs/batch.md). Not for a video made from an image sequence.")
 @click.option("--segment-frames", type=click.IntRange(min=1), default=1000, show_default=True, help="With --resume: about this many frames per segment (cut at scene cuts, or at any frame without --adapt).")
 @click.option("--progress", "progress_mode", type=click.Choice(PROGRESS_MODES), default="auto", show_default=True, help="auto: a bar on a terminal, else a log line every few seconds (frames, fps, ETA); json: one JSON object per line on stdout (frames, total, fps, eta) for wrappers; none: nothing. --quiet silences all but json.")
 def enhance(

@@ -168,7 +168,7 @@ def not_a_weights_file(path: Path) -> str | None:
         kind = "a socket"
     else:
         kind = "not a regular file"
-    return f"is {kind}, not a weights file; give a .pth or .safetensors file" if kind[0] == "a" else f"is {kind}"
+    return f"is {kind}, not a weights file; give a .pth, .safetensors, .onnx or ncnn .param file" if kind[0] == "a" else f"is {kind}"
 
 
 def load_weights_file(path: Path, *, expected_scale: int | None = None, scale: float | None = None) -> nn.Module:

@@ -118,7 +118,7 @@ def _build(name: str, scale: float | None) -> "torch.nn.Module":
         return load_weights_file(Path(name))
     if name not in models:
         known = ", ".join(models) or "none"
-        raise ModelError(f"Unknown model {name!r}; available models: {known} (or a path to a .pth/.safetensors file).")
+        raise ModelError(f"Unknown model {name!r}; available models: {known} (or a path to a .pth, .safetensors, .onnx or ncnn .param file).")
     entry = models[name].entry
     try:
         if entry.any_scale and scale is not None:

@@ -119,6 +119,28 @@ def test_shipped_weights_tell_plain_bicubic_from_blur(scale):
 
 
 @pytest.mark.skipif(not SHIPPED, reason="the blurnet weights are not in this checkout")
+@pytest.mark.parametrize("scale,strength", [(4, None), (4, 0.8), (2, None)])
+def test_adaptation_blurs_with_a_share_of_the_reading(scale, strength):
+    from vsr_pipeline.kernels.learned import STRENGTH, aniso_spec
+
+    frames = _photo_lr("gauss:sigma=2", scale)
+    est = estimate_kernel_learned(frames, scale, LearnedConfig(strength=strength))
+    share = STRENGTH[scale] if strength is None else strength
+    assert est.verdict == "estimated" and est.spec == aniso_spec(share * est.covariance)
+    full = estimate_kernel_learned(frames, scale, LearnedConfig(strength=1.0))
+    assert np.allclose(full.covariance, est.covariance)  # the reading itself is reported unchanged
+    # the SR kernel is bicubic's spread plus the blur used: less blur used, a narrower kernel
+    spread, full_spread = (float(np.trace(kernel_covariance(e.kernel))) for e in (est, full))
+    assert (spread < full_spread - 0.1) == (share < 1)
+
+
+def test_strength_outside_its_range_is_refused():
+    for bad in (0, -0.5, 1.5):
+        with pytest.raises(ConfigError, match="strength must be in \\(0, 1\\]"):
+            LearnedConfig(strength=bad)
+
+
+@pytest.mark.skipif(not SHIPPED, reason="the blurnet weights are not in this checkout")
 def test_the_disk_cache_keeps_the_verdict(tmp_path):
     frames = _photo_lr("gauss:sigma=2", 4)
     first = KernelEstimator(4, LearnedConfig(), cache_dir=tmp_path).estimate(frames)

@@ -40,7 +40,7 @@ class KernelEstimate:
     seconds: float = 0.0  # wall time of the estimate
     spec: str | None = None  # the operator as a degradation spec (learned: aniso:… or bicubic); None: the kernel
     verdict: str | None = None  # learned: "estimated" or "no extra blur"; None for the other estimators
-    covariance: np.ndarray | None = None  # learned: the blur beyond bicubic, (row, col) HR px²
+    covariance: np.ndarray | None = None  # learned: the blur beyond bicubic as read, (row, col) HR px² (spec: a share of it)
 
     @property
     def fallback(self) -> bool:

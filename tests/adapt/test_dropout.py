@@ -88,3 +88,64 @@ def test_spandrel_model_through_adaptation_changes_the_output(method):
     assert (out - base).abs().max().item() > 1e-5
     if method == "masked":
         assert 0 < record.mask_fraction < 1
+
+
+# ncnn graphs: sites from the graph itself -------------------------------------------------
+
+def _ncnn_residual_graph(folder, residual_adds: int, prelu: bool):
+    """A tiny ncnn graph: conv (fused ReLU) → [PReLU] → ``residual_adds`` residual blocks (conv, conv, add)."""
+    from ncnn_graphs import GraphWriter
+
+    from vsr_pipeline.models.ncnn import read_graph
+
+    w = GraphWriter(seed=3)
+
+    def conv(name, bottom, top, cin, cout, act=""):
+        w.layer("Convolution", name, [bottom], [top], f"0={cout} 1=3 4=1 5=1 6={cout * cin * 9} {act}")
+        w.weights(cout * cin * 9)
+        w.raw(cout)
+
+    w.layer("Input", "input", [], ["in"])
+    conv("head", "in", "h", 3, 8, "9=1")
+    blob = "h"
+    if prelu:
+        w.layer("PReLU", "act", ["h"], ["p"], "0=8")
+        w.raw(8)
+        blob = "p"
+    for b in range(residual_adds):
+        w.layer("Split", f"split{b}", [blob], [f"s{b}a", f"s{b}b"])
+        conv(f"b{b}c1", f"s{b}a", f"b{b}x", 8, 8, "9=1")
+        conv(f"b{b}c2", f"b{b}x", f"b{b}y", 8, 8)
+        w.layer("BinaryOp", f"add{b}", [f"b{b}y", f"s{b}b"], [f"r{b}"], "0=0")
+        blob = f"r{b}"
+    conv("tail", blob, "out", 8, 3)
+    return read_graph(w.write(folder))
+
+
+def test_an_ncnn_graph_declares_its_residual_additions(tmp_path):
+    graph = _ncnn_residual_graph(tmp_path, residual_adds=3, prelu=True)
+    sites = dropout_sites(graph)
+    assert sites.rule == "declared" and sites.kind == "NcnnGraph"
+    types = [graph.specs[int(name.split(".")[1])].type for name in sites.names]
+    assert types == ["BinaryOp"] * 3  # each block's closing addition, nothing else
+
+
+def test_an_ncnn_graph_with_one_addition_falls_back_to_its_activations(tmp_path):
+    graph = _ncnn_residual_graph(tmp_path, residual_adds=1, prelu=True)
+    sites = dropout_sites(graph)
+    # the convolutions (each wrapping its fused activation) are layers, not blocks: the PReLU layer is the site
+    assert sites.rule == "activations" and sites.kind == "PReLU"
+    assert [graph.specs[int(n.split(".")[1])].type for n in sites.names] == ["PReLU"]
+
+
+def test_mc_dropout_runs_on_an_ncnn_graph_whose_layers_return_tuples(tmp_path):
+    graph = _ncnn_residual_graph(tmp_path, residual_adds=2, prelu=False)
+    x = torch.rand(1, 3, 12, 12)
+    with torch.no_grad():
+        plain = graph(x)
+        net = with_mc_dropout(graph, 0.2)
+        torch.manual_seed(0)
+        a = net(x)
+        b = net(x)
+    assert a.shape == plain.shape and not torch.equal(a, b) and not torch.equal(a, plain)
+    assert torch.equal(graph(x), plain)  # the original graph is untouched (hooks go on a copy)

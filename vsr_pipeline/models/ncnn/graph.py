@@ -106,6 +106,15 @@ class NcnnGraph(nn.Module):
             )
         return inputs[0].tops[0], outputs[0]
 
+    def residual_sites(self) -> list[str]:
+        """Names (``layers.i``) of the layers adding two blobs — where residual blocks end; MC-dropout follows them."""
+        def adds(layer: NcnnLayer) -> bool:
+            if isinstance(layer, shape_ops.BinaryOp):
+                return layer.op == 0 and not layer.with_scalar
+            return isinstance(layer, shape_ops.Eltwise) and layer.op == 1
+
+        return [f"layers.{i}" for i, (spec, layer) in enumerate(zip(self.specs, self.layers)) if len(spec.bottoms) == 2 and adds(layer)]
+
     def forward(self, x: Tensor) -> Tensor:
         blobs: dict[str, Tensor] = {}
         for spec, layer, release in zip(self.specs, self.layers, self._release):

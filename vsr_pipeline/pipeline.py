@@ -6,13 +6,19 @@ The stage (:class:`~vsr_pipeline.enhancer.Enhancer`) owns the model and adaptati
 driver owns the files, the windows and their scene cuts, batching, and the run report.
 Decoding and encoding run in their own threads (see :mod:`vsr_pipeline.io.transcode`),
 so I/O overlaps the network; memory stays bounded by the window and the queues.
+
+A sequence output may be staged resumably (``staging``): a rerun reads the input again
+from its first frame, feeding the scene detector and the windows exactly as before, but
+runs the stage only from the frame where the staged frames end (with ``--adapt``: from
+the start of that frame's scene, where every method restarts its state), so the frames
+it adds are those an uninterrupted run gives.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -22,9 +28,11 @@ from vsr_pipeline.config import EnhanceConfig
 from vsr_pipeline.enhancer import Enhancer
 from vsr_pipeline.errors import ConfigError, InputError
 from vsr_pipeline.io.files import check_report_path, write_bytes_atomic
+from vsr_pipeline.io.probe import VideoInfo
 from vsr_pipeline.io.reader import Frame
 from vsr_pipeline.io.scenes import SceneConfig, SceneDetector
-from vsr_pipeline.io.source import check_output, probe_source
+from vsr_pipeline.io.sequence_sink import Staging, staged_frames
+from vsr_pipeline.io.source import check_output, open_source, probe_source
 from vsr_pipeline.io.transcode import Progress, expected_frames, transcode
 from vsr_pipeline.io.windows import windows
 
@@ -62,12 +70,15 @@ class EnhanceResult:
 
 
 def run_enhance(
-    src: Path | str, dst: Path | str, config: EnhanceConfig, progress: Progress | None = None, *, stage: Enhancer | None = None
+    src: Path | str, dst: Path | str, config: EnhanceConfig, progress: Progress | None = None, *, stage: Enhancer | None = None,
+    staging: Staging | None = None,
 ) -> EnhanceResult:
     """Upscale ``src`` into ``dst`` per ``config``; see :func:`vsr_pipeline.enhance`.
 
     ``stage``: an :class:`Enhancer` built earlier from ``config.stage`` (to upscale many
     files with one loaded model); it is reset for this clip. Without it one is built here.
+    ``staging``: stage the frames of a sequence output in ``staging.folder`` (its ``done``
+    is counted here) and keep those an interrupted run with the same settings left there.
     """
     t0 = time.perf_counter()
     src, dst = Path(src), Path(dst)
@@ -77,6 +88,15 @@ def run_enhance(
     info = probe_source(src, dst, fps=config.fps)
     if config.start and info.duration is not None and config.start >= info.duration:
         raise InputError(f"--start {config.start:g} s is past the end of {str(src)!r} ({info.duration:.2f} s).")
+    compute_from = 0  # windows centred before this frame are not run: their frames are staged already
+    if staging is not None:
+        if config.start is not None or config.duration is not None:
+            raise ConfigError("--resume works on whole files; drop --start and --duration.")
+        first = info.sequence.first if info.sequence is not None else 1
+        staging = replace(staging, done=staged_frames(staging.folder, dst, first))
+        compute_from = staging.done
+        if staging.done and config.adapt.method != "none":
+            compute_from = scene_start(src, info, config.scene_threshold, staging.done)
     if progress is not None:
         progress(0, expected_frames(info, config.start, config.duration))  # the total, before the model loads
     if stage is None:
@@ -88,21 +108,27 @@ def run_enhance(
     in_w, in_h = info.display_size
     out_h, out_w = stage.output_size(in_h, in_w)
     cuts = SceneDetector(SceneConfig(threshold=config.scene_threshold), fps=float(info.fps or 25))
+    staged = torch.zeros(3, 1, 1).expand(3, out_h, out_w)  # what is yielded for a frame staged already (not written)
+
+    def run(batch: list) -> Iterator[tuple[Frame, torch.Tensor]]:
+        if batch[-1].centre.index < compute_from:
+            return ((w.centre, staged) for w in batch)
+        return run_windows(stage, batch)
 
     def transform(frames: Iterable[Frame]) -> Iterator[tuple[Frame, torch.Tensor]]:
         batch = []
         for win in windows(frames, size=stage.frames, edge=config.edge, is_cut=cuts):
             batch.append(win)
             if len(batch) >= config.runner.batch:
-                yield from run_windows(stage, batch)
+                yield from run(batch)
                 batch = []
         if batch:
-            yield from run_windows(stage, batch)
+            yield from run(batch)
 
     stats = transcode(
         src, dst, info, (out_w, out_h), transform, encode=config.encode, replace=config.overwrite,
         start=config.start, duration=config.duration, on_error=config.on_error, progress=progress,
-        accept_size=stage.check_frame_size,
+        accept_size=stage.check_frame_size, staging=staging,
     )
     result = EnhanceResult(
         output=dst,
@@ -132,6 +158,26 @@ def run_windows(stage: Enhancer, batch: list, scenes: list[int] | None = None) -
     y = stage.process(x, [w.centre.index for w in batch], scenes)  # (B, C, oH, oW)
     for win, out in zip(batch, y):
         yield win.centre, out
+
+
+def scene_start(src: Path | str, info: VideoInfo, threshold: float, frame: int) -> int:
+    """The first frame of the scene holding frame ``frame`` of ``src``, as :func:`run_enhance`'s detector cuts it.
+
+    The detector is fed the same frames in the same order as in a whole run, up to ``frame``.
+    """
+    detector = SceneDetector(SceneConfig(threshold=threshold), fps=float(info.fps or 25))
+    start, prev = 0, None
+    source = open_source(src, info)
+    try:
+        for f in source:
+            if f.index > frame:
+                break
+            if prev is not None and detector(prev, f):
+                start = f.index
+            prev = f
+    finally:
+        source.close()
+    return start
 
 
 def write_report(path: Path | str, result: EnhanceResult, *, replace: bool = True) -> None:

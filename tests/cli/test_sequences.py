@@ -159,7 +159,7 @@ def _empty(d):
     (_missing, "f", "one.png", [], 7, "is one image; to write an image sequence give a numbered pattern"),
     (lambda d: write_ramps(d, [1, 2]), "f", "out.mkv", [], 7, "has no frame rate of its own; give one with --fps (e.g. --fps 24)"),
     (lambda d: write_ramps(d, [1, 2]), "f", "o/%06d.png", ["--crf", "20"], 7, "--crf applies to video output, not to the image sequence"),
-    (lambda d: write_ramps(d, [1, 2]), "f", "o/%06d.png", ["--resume"], 7, "--resume works on video files, not image sequences"),
+    (lambda d: write_ramps(d, [1, 2]), "f", "out.mkv", ["--fps", "24", "--resume"], 7, "--resume works on video files and on image-sequence outputs"),
     (lambda d: write_ramps(d, [1, 2]), "f", "f/up_%06d.png", [], 4, "is in the input sequence's folder"),
 ])
 def test_bad_input_is_one_sentence_and_leaves_nothing(tmp_path, make, src, dst, extra, code, sentence):

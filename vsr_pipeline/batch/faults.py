@@ -1,7 +1,8 @@
 """Fault injection for the crash tests: ``VSRPIPE_BATCH_FAULT=<point>`` kills the process there with SIGKILL.
 
 Points: ``segment`` (half-way through encoding the second segment of a file), ``join``
-(half-way through joining the segments), ``manifest:N`` (inside the N-th manifest
+(half-way through joining the segments), ``frame:N`` (once N frames of an image-sequence
+output are staged), ``manifest:N`` (inside the N-th manifest
 transaction of the run, before it commits) and ``worker-once:<marker file>`` (a batch worker kills itself at the
 start of its first job if the marker does not exist yet, creating it: the retry then
 succeeds). Unset (always, outside tests) it does nothing.
@@ -16,12 +17,12 @@ ENV = "VSRPIPE_BATCH_FAULT"
 _counts: dict[str, int] = {}
 
 
-def fault(point: str) -> None:
-    """Kill this process with SIGKILL when the environment asks for a fault at ``point``."""
+def fault(point: str, count: int | None = None) -> None:
+    """Kill this process with SIGKILL when the environment asks for a fault at ``point`` (``point:count`` when counted)."""
     wanted = os.environ.get(ENV)
     if not wanted:
         return
-    if wanted == point:
+    if wanted == (point if count is None else f"{point}:{count}"):
         os.kill(os.getpid(), signal.SIGKILL)
     if point == "manifest" and wanted.startswith("manifest:"):
         _counts[point] = _counts.get(point, 0) + 1

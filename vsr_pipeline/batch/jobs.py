@@ -2,7 +2,9 @@
 
 A job is a plain frozen dataclass (it pickles to a worker process or a Ray actor):
 
-* ``file``: upscale a whole short file with :func:`~vsr_pipeline.pipeline.run_enhance`;
+* ``file``: upscale a whole short file with :func:`~vsr_pipeline.pipeline.run_enhance`; an
+  image-sequence output is staged frame by frame in the work folder, so that a rerun
+  keeps the frames a killed run finished (:func:`staging_folder`);
 * ``plan``: the planning pass of a long file (scene cuts, timestamps, segments);
 * ``segment``: encode one segment into the file's work folder (fsynced);
 * ``join``: join the segments into the output and mux audio and subtitles.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -38,7 +41,7 @@ class Job:
     dst: Path
     config: EnhanceConfig
     replace: bool = False  # the output may replace an existing file (ours, or --overwrite)
-    work: Path | None = None  # the file's segment work folder
+    work: Path | None = None  # the file's work folder: segments, or a sequence output's staged frames
     idx: int = -1  # segment number (segment jobs)
     plan: dict | None = None  # the plan (segment and join jobs)
     target: int = 0  # frames per segment (plan jobs)
@@ -112,11 +115,16 @@ def _run(job: Job, progress) -> dict:
     if job.kind == "file":
         from vsr_pipeline.pipeline import run_enhance
 
+        from vsr_pipeline.io.sequence_sink import Staging
+
         cfg = replace(job.config, overwrite=job.replace, report=None)
+        staging = None
+        if job.work is not None:
+            staging = Staging(staging_folder(job.work, cfg, job.dst, job.identity), after_frame=lambda n: fault("frame", n))
         res = run_enhance(job.src, job.dst, cfg, progress=(lambda done, _: progress(done)) if progress else None,
-                          stage=stage_for(cfg.stage))
+                          stage=stage_for(cfg.stage), staging=staging)
         return {"frames": res.frames, "seconds": res.seconds, "lost": res.lost_frames, "report": res.adapt,
-                "output_hash": file_hash(job.dst)}
+                "output_hash": output_hash(job.dst)}
     check_input(job)
     info = probe(job.src)
     if job.kind == "plan":
@@ -157,6 +165,61 @@ def _run(job: Job, progress) -> dict:
                                expected=plan.frames, before_publish=lambda: check_input(job))
         return {"frames": frames, "output_hash": file_hash(job.dst), "seconds": time.perf_counter() - t0}
     raise ValueError(f"unknown job kind {job.kind!r}")
+
+
+def staging_folder(work: Path, config: EnhanceConfig, dst: Path, identity: tuple | None) -> Path:
+    """The folder in ``work`` where a sequence output's frames are staged, named for the settings and the input.
+
+    A rerun with the same settings on the same input finds the frames a killed run left;
+    one with other settings or another input gets a folder of its own, and the folders
+    of other settings are removed here, so frames of two runs are never mixed.
+    """
+    from vsr_pipeline.batch.plan import settings_hash
+
+    mark = hashlib.sha256(f"{settings_hash(config, dst.suffix)}:{dst.name}:{identity}".encode()).hexdigest()[:16]
+    folder = work / f"frames-{mark}"
+    for other in work.glob("frames-*") if work.is_dir() else ():
+        if other != folder:
+            shutil.rmtree(other, ignore_errors=True)
+    return folder
+
+
+def _frames_of(dst: Path) -> list[Path] | None:
+    """The published frames of a sequence output ``dst`` (a numbered pattern), or None when ``dst`` is a file."""
+    from vsr_pipeline.io.sequence_sink import existing_frames, is_sequence_output
+
+    if not is_sequence_output(dst):
+        return None
+    return [dst.parent / name for name in existing_frames(dst)]
+
+
+def output_exists(dst: Path) -> bool:
+    """True when something is at the output ``dst``: the file, or frames named like the pattern."""
+    frames = _frames_of(dst)
+    return dst.exists() if frames is None else bool(frames)
+
+
+def output_stat(dst: Path) -> tuple[int, int]:
+    """(size, mtime_ns) of the output ``dst``; a sequence's: its frames' total size and newest mtime (OSError: none)."""
+    frames = _frames_of(dst)
+    if frames is None:
+        st = dst.stat()
+        return st.st_size, st.st_mtime_ns
+    if not frames:
+        raise FileNotFoundError(2, "no frames", str(dst))
+    stats = [f.stat() for f in frames]
+    return sum(st.st_size for st in stats), max(st.st_mtime_ns for st in stats)
+
+
+def output_hash(dst: Path) -> str:
+    """SHA-256 of the output ``dst``: the file's content, or a sequence's frame names and contents in order."""
+    frames = _frames_of(dst)
+    if frames is None:
+        return file_hash(dst)
+    h = hashlib.sha256()
+    for frame in frames:
+        h.update(f"{frame.name}\0{file_hash(frame)}\n".encode())
+    return h.hexdigest()
 
 
 def file_hash(path: Path) -> str:

@@ -8,7 +8,8 @@ them as they arrive. Schema (docs/batch.md):
 
 ``files``: one row per input file, keyed by its path relative to IN_DIR —
 ``size``, ``mtime_ns``, ``head_tail`` (SHA-256 of its first and last MiB): the input's
-identity; ``settings`` (hash of every option that changes the output); ``status``
+identity (an image-sequence folder: its frames' total size, newest mtime and a SHA-256 of
+their names, sizes and mtimes); ``settings`` (hash of every option that changes the output); ``status``
 (queued / running / done / failed); ``frames``, ``seconds`` (worker time), ``output``
 (relative to OUT_DIR), ``output_hash`` (SHA-256 of the published file), ``output_size`` and
 ``output_mtime_ns`` (checked on every run; the hash where they differ), ``error``,
@@ -74,7 +75,9 @@ class Identity:
 
     @classmethod
     def of(cls, path: Path) -> "Identity":
-        """Stat and hash ``path`` (OSError when it cannot be read)."""
+        """Stat and hash ``path`` (OSError when it cannot be read); a folder is an image sequence, see :meth:`of_sequence`."""
+        if os.path.isdir(path):
+            return cls.of_sequence(path)
         st = os.stat(path)
         h = hashlib.sha256()
         with open(path, "rb") as fh:
@@ -83,6 +86,25 @@ class Identity:
                 fh.seek(max(HEAD_TAIL, st.st_size - HEAD_TAIL))
                 h.update(fh.read(HEAD_TAIL))
         return cls(st.st_size, st.st_mtime_ns, h.hexdigest())
+
+    @classmethod
+    def of_sequence(cls, folder: Path) -> "Identity":
+        """The identity of the image sequence in ``folder``: total size, newest mtime, hash of every frame's name, size, mtime.
+
+        Stats only (a sequence's frames are many files): a frame replaced, added or removed
+        changes it. Raises the sequence's one-sentence :class:`~vsr_pipeline.errors.InputError`
+        when the folder is not one gapless run (the refusal ``enhance`` gives).
+        """
+        from vsr_pipeline.io.sequence import list_sequence
+
+        h = hashlib.sha256()
+        size = newest = 0
+        for frame in list_sequence(folder).files:
+            st = os.stat(frame)
+            size += st.st_size
+            newest = max(newest, st.st_mtime_ns)
+            h.update(f"{frame.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        return cls(size, newest, h.hexdigest())
 
 
 @dataclass

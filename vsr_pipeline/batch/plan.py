@@ -1,6 +1,10 @@
-"""What a batch will do: the input files found in IN_DIR, where their outputs go, and the settings hash.
+"""What a batch will do: the inputs found in IN_DIR, where their outputs go, and the settings hash.
 
-The walk follows symbolic links to folders but visits each folder once (a link loop is
+Inputs are video files and image sequences: a folder under IN_DIR that holds image files
+is one sequence (the frames are not listed one by one and the folder is not walked
+further). A sequence is written as a sequence folder named like its frames (a video
+file with a video ``--ext``); a video as a video file (a sequence with ``--ext png``,
+``tif``, ``dpx`` or ``exr``). The walk follows symbolic links to folders but visits each folder once (a link loop is
 listed, not followed), never enters OUT_DIR or hidden folders (``.vsrpipe``, temporary
 files), and sorts what it finds so that runs are repeatable.
 """
@@ -15,7 +19,9 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from vsr_pipeline.config import EnhanceConfig
-from vsr_pipeline.errors import InputError, OutputError
+from vsr_pipeline.errors import InputError, OutputError, VsrError
+from vsr_pipeline.io.sequence import IMAGE_FORMATS, list_sequence
+from vsr_pipeline.io.sequence_sink import SINK_FORMATS, is_sequence_output, pattern_like
 
 VIDEO_EXTENSIONS = frozenset({
     ".mp4", ".m4v", ".mkv", ".mov", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg", ".wmv", ".flv",
@@ -26,7 +32,7 @@ WORK_DIR = ".vsrpipe"  # inside OUT_DIR: the manifest, its lock and the segment 
 
 @dataclass(frozen=True)
 class Item:
-    """One input file and its output."""
+    """One input (a video file or an image-sequence folder) and its output (a file or a numbered pattern)."""
 
     key: str  # path relative to IN_DIR (POSIX separators): the manifest's key
     src: Path
@@ -43,7 +49,7 @@ class Skipped:
 
 def scan(in_dir: Path, out_dir: Path, *, patterns: tuple[str, ...] = (), recursive: bool = False,
          ext: str | None = None) -> tuple[list[Item], list[Skipped]]:
-    """The input files under ``in_dir`` matching ``patterns`` (default: video extensions) -> (items, skipped).
+    """The inputs under ``in_dir`` matching ``patterns`` (default: video files, image-sequence folders) -> (items, skipped).
 
     Raises :class:`InputError` when ``in_dir`` is not a readable folder and
     :class:`OutputError` when ``out_dir`` is ``in_dir`` or a file.
@@ -88,6 +94,11 @@ def scan(in_dir: Path, out_dir: Path, *, patterns: tuple[str, ...] = (), recursi
             if is_dir:
                 if path.resolve() == out_real:
                     skipped.append(Skipped(key + "/", "the output folder (never read as input)"))
+                elif _holds_images(path):
+                    if _matches(entry.name, key, patterns, folder=True):
+                        files.append((key, path))
+                    else:
+                        skipped.append(Skipped(key + "/", "does not match --pattern"))
                 elif recursive:
                     stack.append(path)
                 continue
@@ -102,18 +113,50 @@ def scan(in_dir: Path, out_dir: Path, *, patterns: tuple[str, ...] = (), recursi
     items: list[Item] = []
     claimed: dict[Path, str] = {}
     for key, src in sorted(files):
-        dst = out_dir / Path(key).with_suffix(ext or src.suffix)
-        if dst in claimed:
-            skipped.append(Skipped(key, f"its output {str(dst)!r} is also the output of {claimed[dst]!r}"))
+        dst = output_for(out_dir, key, src, ext)
+        where = dst.parent if is_sequence_output(dst) else dst  # a sequence's output is its folder
+        if where in claimed:
+            skipped.append(Skipped(key, f"its output {str(dst)!r} is also the output of {claimed[where]!r}"))
             continue
-        claimed[dst] = key
+        claimed[where] = key
         items.append(Item(key, src, dst))
     return items, sorted(skipped, key=lambda s: s.key)
 
 
-def _matches(name: str, key: str, patterns: tuple[str, ...]) -> bool:
+def output_for(out_dir: Path, key: str, src: Path, ext: str | None) -> Path:
+    """Where the input ``key`` (``src`` under IN_DIR) is written, given ``--ext`` (with its dot, or None).
+
+    A sequence folder ``shots/a`` becomes ``OUT_DIR/shots/a/<frames named like its own>``
+    (or ``OUT_DIR/shots/a.<ext>`` for a video ``ext``); a video ``a.mp4`` becomes
+    ``OUT_DIR/a.<ext or mp4>`` (or ``OUT_DIR/a/%06d.<ext>`` for an image ``ext``).
+    """
+    image_ext = ext is not None and ext.lower() in SINK_FORMATS
+    if src.is_dir():
+        if ext is not None and not image_ext:
+            return out_dir / f"{key}{ext}"
+        try:
+            first = list_sequence(src).files[0]
+        except VsrError:  # refused when its job starts, with the reason
+            return out_dir / key / f"%06d{ext or '.png'}"
+        suffix = ext or (first.suffix if first.suffix.lower() in SINK_FORMATS else ".png")
+        return out_dir / key / pattern_like(first, suffix)
+    if image_ext:
+        return out_dir / Path(key).with_suffix("") / f"%06d{ext}"
+    return out_dir / Path(key).with_suffix(ext or src.suffix)
+
+
+def _holds_images(folder: Path) -> bool:
+    """True when ``folder`` holds (not hidden) image files: it is an image sequence."""
+    try:
+        with os.scandir(folder) as entries:
+            return any(not e.name.startswith(".") and Path(e.name).suffix.lower() in IMAGE_FORMATS for e in entries)
+    except OSError:
+        return False
+
+
+def _matches(name: str, key: str, patterns: tuple[str, ...], *, folder: bool = False) -> bool:
     if not patterns:
-        return Path(name).suffix.lower() in VIDEO_EXTENSIONS
+        return folder or Path(name).suffix.lower() in VIDEO_EXTENSIONS
     return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(key, p) for p in patterns)
 
 

@@ -2,7 +2,10 @@
 
 The work (manifest and segment files) lives in a hidden folder beside the output,
 ``.<output name>.vsrpipe/``, removed when the output is published. The result equals an
-uninterrupted ``enhance`` (see :mod:`vsr_pipeline.batch.segments`).
+uninterrupted ``enhance`` (see :mod:`vsr_pipeline.batch.segments`). An image-sequence
+output (``out/%06d.png``) is resumed frame by frame instead: its frames are staged in
+that folder, inside ``out/``, and a rerun keeps those a killed run finished (see
+:mod:`vsr_pipeline.pipeline`).
 """
 
 from __future__ import annotations
@@ -21,7 +24,10 @@ _ERRORS = {3: InputError, 4: OutputError, 5: ModelError, 6: DecodeError, 7: Conf
 
 
 def work_folder_for(dst: Path) -> Path:
-    """The hidden work folder of a resumable run writing ``dst`` (its name cut to fit, as temp names are)."""
+    """The hidden work folder of a resumable run writing ``dst`` (its name cut to fit, as temp names are).
+
+    For a sequence output (``out/%06d.png``) it lies in the output folder ``out/``.
+    """
     return dst.parent / f".{fitting_name(dst.name, NAME_MAX - 9)}.vsrpipe"
 
 
@@ -34,8 +40,9 @@ def enhance_resumable(src: Path | str, dst: Path | str, config: EnhanceConfig, p
     finished segments stay in the work folder for the next ``--resume``.
     """
     from vsr_pipeline.batch.jobs import stage_for
-    from vsr_pipeline.io.files import check_paths, check_report_path
-    from vsr_pipeline.io.probe import probe
+    from vsr_pipeline.io.files import check_report_path
+    from vsr_pipeline.io.sequence_sink import is_sequence_output
+    from vsr_pipeline.io.source import check_output, probe_source
     from vsr_pipeline.pipeline import EnhanceResult, write_report
 
     src, dst = Path(src), Path(dst)
@@ -45,15 +52,16 @@ def enhance_resumable(src: Path | str, dst: Path | str, config: EnhanceConfig, p
         raise ConfigError("--resume needs --on-error stop (frames lost to damage would shift the segments).")
     work = work_folder_for(dst)
     refuse_links(work, work / "segments")
-    check_paths(src, dst, overwrite=config.overwrite or work.is_dir())  # an output of ours is judged below
+    check_output(src, dst, overwrite=config.overwrite or work.is_dir())  # an output of ours is judged below
     if config.report is not None:
         check_report_path(config.report, overwrite=config.overwrite, used=(src, dst, work, config.model))
-    info = probe(src)
+    info = probe_source(src, dst, fps=config.fps)
     stage = stage_for(config.stage)  # model errors before any work is recorded
     on_progress = (lambda snap: progress(snap.frames_done, snap.frames_total or None)) if progress else None
     # a resumed run retries a recorded failure: the user asked for this one file again
     options = BatchOptions(segment_frames=max(1, segment_frames), retry_failed=True)
-    driver = Driver(config, options, out_dir=dst.parent, work_for=lambda key: work / "segments", progress=on_progress,
+    inner = work / ("frames" if is_sequence_output(dst) else "segments")
+    driver = Driver(config, options, out_dir=dst.parent, work_for=lambda key: inner, progress=on_progress,
                     always_segments=True)
     with Manifest(work) as manifest:
         batch = driver.run(manifest, [Item(dst.name, src, dst)], [])

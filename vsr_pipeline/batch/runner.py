@@ -9,7 +9,8 @@ Only the driver writes the manifest, one committed transaction per state change,
 only after the work it records is durable (a published output, an fsynced segment), so a
 ``kill -9`` anywhere leaves a manifest that never claims more than exists. A rerun skips
 done files whose input and settings are unchanged, redoes changed ones, resumes long
-files at their first unfinished segment, and retries failed files only when asked.
+files at their first unfinished segment and sequence outputs at their first unstaged
+frame, and retries failed files only when asked.
 """
 
 from __future__ import annotations
@@ -21,15 +22,18 @@ import shutil
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from dataclasses import replace as changed
 from pathlib import Path
 from typing import Callable
 
-from vsr_pipeline.batch.jobs import Job, file_hash
+from vsr_pipeline.batch.jobs import Job, file_hash, output_exists, output_hash, output_stat
 from vsr_pipeline.batch.manifest import Identity, Manifest
 from vsr_pipeline.batch.plan import WORK_DIR, Item, Skipped, refuse_links, scan, settings_hash, work_folder
 from vsr_pipeline.batch.segments import Plan, merge_reports, segment_path
 from vsr_pipeline.config import EnhanceConfig
 from vsr_pipeline.errors import EXIT_SOME_FAILED, ConfigError, OutputError, VsrError
+from vsr_pipeline.io.sequence import is_sequence_input
+from vsr_pipeline.io.sequence_sink import is_sequence_output
 from vsr_pipeline.io.files import check_report_path, remove_stale_temps, write_bytes_atomic
 
 log = logging.getLogger(__name__)
@@ -130,6 +134,7 @@ class _Task:
     expected: int
     work: Path
     identity: tuple[int, int, str]
+    config: EnhanceConfig  # the batch's, with --fps kept only for an image-sequence input
     segmented: bool = False
     plan: Plan | None = None
     pending: set[int] = field(default_factory=set)
@@ -240,16 +245,25 @@ class Driver:
 
     def _prepare(self, item: Item) -> None:
         key, cfg = item.key, self.config
+        seq_in, seq_out = is_sequence_input(item.src), is_sequence_output(item.dst)
+        if not seq_in:
+            cfg = changed(cfg, fps=None)  # --fps is an image sequence's rate; a video has its own
         try:
             ident = Identity.of(item.src)
         except OSError as exc:
             self._fail_early(item, Identity(-1, 0, ""), "", f"Input file {str(item.src)!r} cannot be read ({exc.strerror}).", 3)
             return
+        except VsrError as exc:  # an image sequence that is not one clean run: enhance's sentence
+            self._fail_early(item, Identity(-1, 0, ""), "", str(exc), exc.exit_code)
+            return
         settings = settings_hash(cfg, item.dst.suffix)
         row = self.m.get(key)
         same = row is not None and row.identity == ident and row.settings == settings
         how = None
-        if same and row.status == "done" and item.dst.exists():
+        if row is not None and not same and row.status in ("queued", "running"):
+            how = "restarted: its input or settings changed since the interrupted run"
+            log.warning("%s: its input or settings changed since the interrupted run; starting it over", key)
+        if same and row.status == "done" and output_exists(item.dst):
             if self._intact(row, item.dst):
                 self.outcomes[key] = Outcome(key, "skipped", "unchanged since it was done", str(item.dst), row.frames)
                 return
@@ -262,35 +276,38 @@ class Driver:
         ours = (row is not None and self._same_output(row.output, item.dst)
                 and (row.status in ("queued", "running", "done") or bool(row.output_hash)))
         replace = cfg.overwrite or ours
-        remove_stale_temps(item.dst)  # only temp files of dead processes: a live run keeps its own
-        from vsr_pipeline.io.probe import probe
+        remove_stale_temps(item.dst.parent if seq_out else item.dst)  # only temp files of dead processes
+        from vsr_pipeline.io.source import probe_source
 
         try:
-            info = probe(item.src)
+            info = probe_source(item.src, item.dst, fps=cfg.fps)
         except VsrError as exc:
             self._fail_early(item, ident, settings, str(exc), exc.exit_code)
             return
-        if item.dst.exists() and not replace:
+        if output_exists(item.dst) and not replace:
             self._fail_early(item, ident, settings, f"Output {str(item.dst)!r} already exists; pass --overwrite to replace it.", 4)
             return
+        folder = item.dst.parent.parent if seq_out else item.dst.parent  # a sequence's own folder appears when done
         try:
-            item.dst.parent.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            self._fail_early(item, ident, settings, f"Cannot create the output folder {str(item.dst.parent)!r} ({exc.strerror}).", 4)
+            self._fail_early(item, ident, settings, f"Cannot create the output folder {str(folder)!r} ({exc.strerror}).", 4)
             return
         self.m.start(key, self._relative(item.dst), ident, settings, keep_segments=same)
         from vsr_pipeline.io.transcode import expected_frames
 
         expected = expected_frames(info, cfg.start, cfg.duration) or 0
         work = self.work_for(key)
-        segmented = (self.options.segment_frames > 0 and cfg.start is None and cfg.duration is None
-                     and cfg.on_error == "stop" and (self.always_segments or expected > self.options.segment_frames))
+        whole = cfg.start is None and cfg.duration is None and cfg.on_error == "stop"  # resumable at all
+        segmented = (whole and not seq_in and not seq_out and self.options.segment_frames > 0
+                     and (self.always_segments or expected > self.options.segment_frames))
         identity = (ident.size, ident.mtime_ns, ident.head_tail)
-        task = self.tasks[key] = _Task(item, replace, expected, work, identity, segmented, how=how)
+        task = self.tasks[key] = _Task(item, replace, expected, work, identity, cfg, segmented, how=how)
         if not same:
             shutil.rmtree(work, ignore_errors=True)
-        if not segmented:
-            self.ready.append(Job("file", key, item.src, item.dst, cfg, replace=replace, identity=identity))
+        if not segmented:  # a sequence output is staged frame by frame in the work folder
+            self.ready.append(Job("file", key, item.src, item.dst, cfg, replace=replace, identity=identity,
+                                  work=work if seq_out and whole else None))
             return
         if same and row.plan:
             task.plan = Plan.from_dict(json.loads(row.plan))
@@ -308,21 +325,21 @@ class Driver:
         return recorded is not None and (self.out_dir / recorded).resolve() == dst.resolve()
 
     def _intact(self, row, dst: Path) -> bool:
-        """True when ``dst`` is still the file this batch published: same size and mtime, else the same hash."""
+        """True when ``dst`` is still the output this batch published: same size and mtime, else the same hash."""
         try:
-            st = dst.stat()
+            size, mtime_ns = output_stat(dst)
         except OSError:
             return False
-        if row.output_size is not None and (st.st_size, st.st_mtime_ns) == (row.output_size, row.output_mtime_ns):
+        if row.output_size is not None and (size, mtime_ns) == (row.output_size, row.output_mtime_ns):
             return True
-        if row.output_size is not None and st.st_size != row.output_size:
+        if row.output_size is not None and size != row.output_size:
             return False
         try:
-            if not row.output_hash or file_hash(dst) != row.output_hash:
+            if not row.output_hash or output_hash(dst) != row.output_hash:
                 return False
         except OSError:
             return False
-        self.m.set_output(row.path, st.st_size, st.st_mtime_ns)  # touched, not changed: remember its new time
+        self.m.set_output(row.path, size, mtime_ns)  # touched, not changed: remember its new time
         return True
 
     def _queue_segments(self, task: _Task) -> None:
@@ -342,7 +359,7 @@ class Driver:
                     log.warning("%s: segment %d (%s) does not match its record; encoding it again", key, i, path)
                     path.unlink(missing_ok=True)
                 task.pending.add(i)
-                self.ready.append(Job("segment", key, task.item.src, task.item.dst, self.config, work=task.work,
+                self.ready.append(Job("segment", key, task.item.src, task.item.dst, task.config, work=task.work,
                                       idx=i, plan=plan.to_dict(), identity=task.identity))
         if not task.pending:
             self._queue_join(task)
@@ -353,7 +370,7 @@ class Driver:
         files = tuple(segment_path(task.work, i, task.item.dst.suffix).name for i in range(n))
         done = self.m.segments(task.item.key)
         hashes = tuple(done[i]["sha256"] for i in range(n))
-        self.ready.append(Job("join", task.item.key, task.item.src, task.item.dst, self.config, replace=task.replace,
+        self.ready.append(Job("join", task.item.key, task.item.src, task.item.dst, task.config, replace=task.replace,
                               work=task.work, plan=task.plan.to_dict(), files=files, hashes=hashes,
                               identity=task.identity))
 
@@ -386,10 +403,9 @@ class Driver:
     def _done(self, task: _Task, frames: int, output_hash: str, report: dict | None) -> None:
         key = task.item.key
         seconds = task.seconds
-        st = task.item.dst.stat()
-        self.m.done(key, frames, seconds, output_hash, st.st_size, st.st_mtime_ns)
-        if task.segmented:
-            shutil.rmtree(task.work, ignore_errors=True)
+        size, mtime_ns = output_stat(task.item.dst)
+        self.m.done(key, frames, seconds, output_hash, size, mtime_ns)
+        shutil.rmtree(task.work, ignore_errors=True)  # its segments or staged frames, now published
         task.frames = frames
         how = task.how
         if task.resumed and task.plan:
@@ -401,7 +417,7 @@ class Driver:
             return
         task.failed = True
         self.m.failed(task.item.key, error, code)
-        remove_stale_temps(task.item.dst)
+        remove_stale_temps(task.item.dst.parent if is_sequence_output(task.item.dst) else task.item.dst)
         try:
             task.work.rmdir()  # only when no finished segment is kept there
         except OSError:

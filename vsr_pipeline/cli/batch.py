@@ -1,4 +1,4 @@
-"""``vsrpipe batch``: upscale a folder of footage into a mirrored folder, resumably, locally or on Ray."""
+"""``vsrpipe batch``: upscale a folder of footage (videos, image-sequence folders) into a mirrored folder, resumably, locally or on Ray."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from vsr_pipeline.cli.common import PROGRESS_MODES
+from vsr_pipeline.cli.common import PROGRESS_MODES, fps_option
 from vsr_pipeline.cli.progress import _clock
 from vsr_pipeline.cli.enhance import SECTIONS, enhance_options
 from vsr_pipeline.cli.help import SectionedCommand
@@ -26,12 +26,13 @@ BATCH_SECTIONS = {
 @click.command(cls=SectionedCommand, sections=BATCH_SECTIONS)
 @click.argument("in_dir", type=click.Path(path_type=Path, file_okay=False))
 @click.argument("out_dir", type=click.Path(path_type=Path, file_okay=False))
-@click.option("--pattern", "patterns", multiple=True, help="Only files whose name (or path under IN_DIR) matches this glob; repeatable.  [default: every common video extension]")
+@click.option("--pattern", "patterns", multiple=True, help="Only files (and sequence folders) whose name or path under IN_DIR matches this glob; repeatable.  [default: every common video extension, and every folder holding images]")
 @click.option("--recursive", "-r", is_flag=True, help="Descend into sub-folders; the output tree mirrors them.")
 @click.option("--jobs", "-j", type=int, default=1, show_default=True, help="Files or segments worked on at once (worker processes, or Ray actors); each keeps its model loaded.")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True, help="Run on this machine, or on a Ray cluster (pip install 'vsr-pipeline[ray]').")
 @click.option("--address", default=None, help="--engine ray: address of a running cluster (ray start --head prints it); without it a local Ray instance is started, on 127.0.0.1 only. A cluster that does not answer within VSRPIPE_RAY_CONNECT_TIMEOUT seconds (default 10) or refuses this driver is exit 4.")
-@click.option("--ext", default=None, help="Output extension (mp4, mkv, mov, webm).  [default: the input's]")
+@click.option("--ext", default=None, help="Output extension: a video (mp4, mkv, mov, webm) or an image sequence (png, tif, dpx, exr: a folder of frames).  [default: the input's; a sequence of JPEG/BMP frames: png]")
+@fps_option("input", "needed to make videos of sequence folders (--ext mkv); videos keep their own")
 @click.option("--retry-failed", is_flag=True, help="Redo files that failed in an earlier run (otherwise they stay failed).")
 @click.option("--segment-frames", type=int, default=1000, show_default=True, help="A file longer than this is done in resumable segments of about this many frames (cut at scene cuts, or at any frame without --adapt); 0: whole files only.")
 @click.option("--json", "as_json", is_flag=True, help="Print the batch report as JSON instead of the table.")
@@ -43,13 +44,16 @@ def batch(
     no_subtitles: bool, adapt_lr: float | None, adapt_optimizer: str, save_masks: Path | None, report: Path | None,
     **opts,
 ) -> None:
-    """Upscale every video in IN_DIR into OUT_DIR, mirroring the folder tree.
+    """Upscale every video and image sequence in IN_DIR into OUT_DIR, mirroring the folder tree.
 
-    A manifest in OUT_DIR/.vsrpipe records every file; a rerun skips finished files whose
-    input and settings are unchanged, redoes changed ones and resumes long files at their
-    first unfinished segment, with output identical to an uninterrupted run. A file that
+    A folder holding numbered images is one image sequence; it becomes a folder of frames
+    named and numbered like its own (a video with a video --ext and --fps), and a gap in
+    its numbering fails it alone. A manifest in OUT_DIR/.vsrpipe records every input; a
+    rerun skips finished ones whose input and settings are unchanged, redoes changed ones,
+    resumes long files at their first unfinished segment and sequence outputs at their
+    first unfinished frame, with output identical to an uninterrupted run. An input that
     fails fails alone: the batch finishes the rest and exits 8. Every `enhance` option
-    applies to each file; --report writes the batch report as JSON. See docs/batch.md.
+    applies to each input; --report writes the batch report as JSON. See docs/batch.md.
     """
     from vsr_pipeline.api import make_config
     from vsr_pipeline.batch.runner import BatchOptions, run_batch

@@ -261,8 +261,15 @@ class SequenceReader:
 
 
 def refuse_resume(src: Path | str, dst: Path | str, fps: float | None) -> None:
-    """ConfigError when ``--resume`` is asked for an image sequence (it works in segments of a video file)."""
+    """ConfigError when ``--resume`` is asked for an image sequence made into a video.
+
+    A video is resumed in segments and a sequence output frame by frame; a video made
+    from a sequence is neither (its segments could not be joined with the input's streams).
+    """
     from vsr_pipeline.io.sequence_sink import is_sequence_output
 
-    if fps is not None or is_sequence_input(src) or is_sequence_output(dst):
-        raise ConfigError("--resume works on video files, not image sequences; run without --resume (a sequence's output still appears only when complete).")
+    if not is_sequence_output(dst) and (fps is not None or is_sequence_input(src)):
+        raise ConfigError(
+            "--resume works on video files and on image-sequence outputs, not on a video made from an image sequence; "
+            "run without --resume (the video still appears only when complete)."
+        )

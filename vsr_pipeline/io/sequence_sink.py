@@ -6,6 +6,12 @@ did not exist, else each finished file renamed into ``out/``. A failed or interr
 removes the temporary folder and leaves nothing at the output path. Numbering continues
 the input sequence's (a section's first frame keeps its number); a video's frames are
 numbered from 1, as FFmpeg numbers them.
+
+Resumable runs (``--resume``, ``vsrpipe batch``) stage the frames in a durable folder of
+their own (:class:`Staging`) instead: it survives a failure or a kill, and a rerun keeps
+the frames found there (:func:`staged_frames`) and writes only the rest. Every frame is
+written to a hidden ``.partial`` file, fsynced and only then renamed to its frame name,
+so a frame name never holds half a frame, in the staging folder or at the output.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import shutil
 from dataclasses import dataclass, fields
 from fractions import Fraction
 from pathlib import Path
+from typing import Callable
 
 import av
 import cv2
@@ -75,7 +82,7 @@ def check_sequence_output(dst: Path | str, overwrite: bool, *, source_folder: Pa
     if source_folder is not None and folder.exists() and folder.resolve() == Path(source_folder).resolve():
         raise OutputError(f"Output {str(dst)!r} is in the input sequence's folder; write the frames to another folder.")
     if folder.is_dir():
-        existing = _existing_frames(dst)
+        existing = existing_frames(dst)
         if existing and not overwrite:
             raise OutputError(
                 f"Output folder {str(folder)!r} already holds frames named like {name!r} (e.g. {existing[0]!r}); "
@@ -89,10 +96,61 @@ def check_sequence_output(dst: Path | str, overwrite: bool, *, source_folder: Pa
         raise OutputError(f"Output folder {str(folder)!r} cannot be created: {str(folder.parent)!r} is not writable.")
 
 
-def _existing_frames(dst: Path) -> list[str]:
+def existing_frames(dst: Path | str) -> list[str]:
+    """The names in ``dst``'s folder that fit its pattern (``%06d.png``: ``000001.png``, ...), sorted."""
+    dst = Path(dst)
+    if not dst.parent.is_dir():
+        return []
     m = _PRINTF.search(dst.name)
     rx = re.compile(re.escape(dst.name[: m.start()]) + r"\d+" + re.escape(dst.name[m.end():]) + "$")
     return sorted(n for n in os.listdir(dst.parent) if rx.match(n))
+
+
+def pattern_like(first_frame: Path | str, suffix: str) -> str:
+    """An output pattern named like an input sequence's first frame: ``shot_0001.tif``, ``.png`` -> ``shot_%04d.png``.
+
+    Zero-padded numbers keep their width, others are ``%d``; a name with a ``%`` of its
+    own gets ``%06d``. ``suffix`` must be one of :data:`SINK_FORMATS`.
+    """
+    stem = Path(first_frame).stem
+    m = re.search(r"(\d+)(?!.*\d)", stem)
+    if m is None or "%" in stem:
+        return f"%06d{suffix}"
+    digits = m.group(1)
+    spec = f"%0{len(digits)}d" if len(digits) > 1 and digits.startswith("0") else "%d"
+    return stem[: m.start()] + spec + stem[m.end():] + suffix
+
+
+def frame_name(dst: Path | str, n: int) -> str:
+    """The file name of frame number ``n`` of the output pattern ``dst`` (``%06d.png``, 7: ``000007.png``)."""
+    return _PRINTF.sub(lambda m: f"%{m.group(1) or ''}d" % n, Path(dst).name, count=1)
+
+
+def staged_frames(folder: Path | str, dst: Path | str, first_number: int) -> int:
+    """How many frames of ``dst`` an earlier run left in the staging ``folder``: the unbroken run from ``first_number``.
+
+    Frames are staged in order, each renamed into place only when complete, so what is
+    there is a prefix of the output; anything after a missing number is written again.
+    """
+    folder = Path(folder)
+    n = 0
+    while (folder / frame_name(dst, first_number + n)).is_file():
+        n += 1
+    return n
+
+
+@dataclass(frozen=True)
+class Staging:
+    """Where a resumable run stages a sequence output's frames, and what an earlier run left there.
+
+    The folder is the caller's, named for the run's settings and input (an interrupted
+    run with other settings stages elsewhere, so its frames are never mixed in); it is
+    kept when the run fails or is killed, and emptied into the output when it succeeds.
+    """
+
+    folder: Path
+    done: int = 0  # frames already staged (from :func:`staged_frames`): not written again
+    after_frame: Callable[[int], None] | None = None  # called with the count of staged frames after each one (tests)
 
 
 class SequenceWriter(SinkContext):
@@ -100,14 +158,18 @@ class SequenceWriter(SinkContext):
 
     PNG, TIFF and DPX get 16 bits per sample when the input has more than 8 (``--pix-fmt``
     rgb24 / rgb48le chooses), EXR 32-bit float;
-    ``first_number`` is the number of the first frame written.
+    ``first_number`` is the number of the first frame written. With ``staging`` the frames
+    are written into its durable folder, the first ``staging.done`` of them are taken as
+    already there (what :meth:`write` gets for them is not written), and :meth:`abort`
+    keeps the folder for the next run.
     """
 
     def __init__(
         self, path: Path | str, info: VideoInfo, size: tuple[int, int], options: EncodeOptions = EncodeOptions(),
-        *, replace: bool = True, first_number: int = 1,
+        *, replace: bool = True, first_number: int = 1, staging: Staging | None = None,
     ) -> None:
         self.path = Path(path)
+        self.staging = staging
         self.replace = replace
         defaults = EncodeOptions()
         for f in fields(EncodeOptions):
@@ -133,31 +195,52 @@ class SequenceWriter(SinkContext):
         self._names: list[str] = []
 
     def open(self, *, section: tuple[float, float | None] = (0.0, None)) -> None:
-        """Create the hidden temporary folder (``section`` is accepted for the video writer's sake)."""
+        """Create the hidden temporary folder, or the staging folder (``section`` is accepted for the video writer's sake)."""
         folder = self.path.parent
         self._whole = not folder.exists()
-        self.tmp = temp_dir_for(folder if self._whole else folder / "frames")
+        if self.staging is None:
+            self.tmp = temp_dir_for(folder if self._whole else folder / "frames")
+            return
+        tmp = Path(self.staging.folder)
+        try:
+            tmp.mkdir(parents=True, exist_ok=True)
+            for stale in tmp.glob(".*.partial"):
+                stale.unlink()  # a frame a killed run had not finished
+        except OSError as exc:
+            raise OutputError(f"Could not create the staging folder {str(tmp)!r}: {describe_os_error(exc)}.") from exc
+        if staged_frames(tmp, self.path, self.first_number) < self.staging.done:
+            raise OutputError(f"Frames staged in {str(tmp)!r} went missing during the run; run again to redo them.")
+        self.tmp = tmp
 
     def name(self, n: int) -> str:
         """The file name of frame number ``n``."""
-        return _PRINTF.sub(lambda m: f"%{m.group(1) or ''}d" % n, self.path.name, count=1)
+        return frame_name(self.path, n)
 
     def write(self, rgb: torch.Tensor, pts: int = 0, time_base: Fraction | None = None, side_packets: list = ()) -> None:
         """Write the next frame: ``rgb`` (3, H, W) float in [0, 1] (timestamps and side packets are not kept)."""
         assert self.tmp is not None, "SequenceWriter.open() first"
+        name = self.name(self.first_number + self.frames_written)
+        if self.staging is not None and self.frames_written < self.staging.done:
+            self._names.append(name)  # staged by an earlier run: kept as it is
+            self.frames_written += 1
+            return
         if tuple(rgb.shape[-2:]) != (self.plan.height, self.plan.width):
             raise ValueError(f"frame is {tuple(rgb.shape)}, writer expects 3x{self.plan.height}x{self.plan.width}")
         data = self._encode(rgb.detach().float().clamp(0, 1).cpu().numpy())  # (3, H, W)
-        name = self.name(self.first_number + self.frames_written)
+        partial = self.tmp / f".{name}.partial"
         try:
-            with open(self.tmp / name, "wb") as fh:
+            with open(partial, "wb") as fh:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
+            os.replace(partial, self.tmp / name)  # the frame's name only ever holds a whole frame
         except OSError as exc:
+            partial.unlink(missing_ok=True)
             raise OutputError(f"Could not write {str(self.path.parent / name)!r}: {describe_os_error(exc)}.") from exc
         self._names.append(name)
         self.frames_written += 1
+        if self.staging is not None and self.staging.after_frame is not None:
+            self.staging.after_frame(self.frames_written)
 
     def _encode(self, rgb: np.ndarray) -> bytes:
         """One frame (3, H, W) float in [0, 1] as the bytes of an image file."""
@@ -200,7 +283,7 @@ class SequenceWriter(SinkContext):
 
     def _warn_older(self) -> None:
         """Frames of the same name shape that this run did not write (an earlier, longer run's) are kept: say so."""
-        older = sorted(set(_existing_frames(self.path)) - set(self._names))
+        older = sorted(set(existing_frames(self.path)) - set(self._names))
         if older:
             log.warning(
                 "%s also holds %d frame(s) named like %s that this run did not write (e.g. %s); they were left as they are",
@@ -208,7 +291,11 @@ class SequenceWriter(SinkContext):
             )
 
     def abort(self) -> None:
-        """Delete the temporary folder and what it holds; the output path is untouched."""
+        """Delete the temporary folder and what it holds (a staging folder keeps its frames); the output path is untouched."""
+        if self.tmp is not None and self.staging is not None:
+            for partial in self.tmp.glob(".*.partial"):
+                partial.unlink(missing_ok=True)
+            self.tmp = None
         if self.tmp is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
             if self.tmp.exists():

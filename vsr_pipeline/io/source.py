@@ -29,7 +29,7 @@ from vsr_pipeline.io.options import EncodeOptions
 from vsr_pipeline.io.probe import VideoInfo, probe
 from vsr_pipeline.io.reader import Frame, ReadStats, VideoReader
 from vsr_pipeline.io.sequence import IMAGE_FORMATS, SequenceReader, is_pattern, is_sequence_input, probe_sequence
-from vsr_pipeline.io.sequence_sink import SequenceWriter, check_sequence_output, is_sequence_output
+from vsr_pipeline.io.sequence_sink import SequenceWriter, Staging, check_sequence_output, is_sequence_output
 from vsr_pipeline.io.sink import Sink
 from vsr_pipeline.io.writer import VideoWriter
 
@@ -119,13 +119,16 @@ def open_source(
 
 def open_sink(
     dst: Path | str, info: VideoInfo, size: tuple[int, int], options: EncodeOptions = EncodeOptions(),
-    *, replace: bool = False, first_number: int = 1,
+    *, replace: bool = False, first_number: int = 1, staging: Staging | None = None,
 ) -> Sink:
     """The sink that writes ``dst``: an image sequence for a numbered pattern, else a video file.
 
     ``size`` is (width, height) of the frames it takes; ``first_number`` numbers a
-    sequence's first frame. Options it cannot honour are a :class:`ConfigError` here.
+    sequence's first frame; ``staging`` (sequences only) makes it resumable, see
+    :class:`~vsr_pipeline.io.sequence_sink.Staging`. Options it cannot honour are a :class:`ConfigError` here.
     """
     if is_sequence_output(dst):
-        return SequenceWriter(dst, info, size, options, replace=replace, first_number=first_number)
+        return SequenceWriter(dst, info, size, options, replace=replace, first_number=first_number, staging=staging)
+    if staging is not None:
+        raise ValueError(f"staging is for image-sequence outputs, not {str(dst)!r}")
     return VideoWriter(dst, info, size, options, replace=replace)

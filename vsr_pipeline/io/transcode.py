@@ -28,6 +28,7 @@ from vsr_pipeline.io.options import EncodeOptions
 from vsr_pipeline.errors import InputError
 from vsr_pipeline.io.probe import VideoInfo
 from vsr_pipeline.io.reader import Frame
+from vsr_pipeline.io.sequence_sink import Staging
 from vsr_pipeline.io.source import Sink, open_sink, open_source
 from vsr_pipeline.limits import check_encoder_size
 
@@ -75,6 +76,7 @@ def transcode(
     on_error: str = "stop",
     progress: Progress | None = None,
     accept_size: Callable[[int, int], None] | None = None,
+    staging: Staging | None = None,
 ) -> TranscodeStats:
     """Decode ``src`` (or its section), ``transform`` the frames and encode them to ``dst`` at ``size`` (w, h).
 
@@ -86,10 +88,12 @@ def transcode(
     file that appears there during the run is kept and the run fails with OutputError.
     A size the encoder cannot take is refused before anything is decoded (OutputError, see
     :mod:`vsr_pipeline.limits`); then ``accept_size(width, height)``, when given, may refuse
-    it for the caller's own reasons (raising a VsrError).
+    it for the caller's own reasons (raising a VsrError). ``staging`` makes a sequence
+    output resumable (:class:`~vsr_pipeline.io.sequence_sink.Staging`): the transform
+    still yields a pair for every frame, but those already staged are not written again.
     """
     reader = open_source(src, info, start=start, duration=duration, on_error=on_error)
-    writer = open_sink(dst, info, size, encode, replace=replace, first_number=reader.first_number)
+    writer = open_sink(dst, info, size, encode, replace=replace, first_number=reader.first_number, staging=staging)
     check_encoder_size(writer.plan.codec, writer.plan.width, writer.plan.height)
     if accept_size is not None:
         accept_size(*size)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vsr_pipeline.models.base import ModelInfo
-from vsr_pipeline.models.wheels import WheelSpec
+from vsr_pipeline.models.wheel_spec import WheelSpec
 
 
 class WheelNcnnModel(nn.Module):

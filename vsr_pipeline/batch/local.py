@@ -67,20 +67,27 @@ def watch_driver(driver: int) -> None:
         if gone():
             raise OutputError(f"The batch driver stopped; {str(target)!r} was not published.")
 
-    def stop(signum, frame) -> None:
-        raise Terminated(signum)
-
     def wait() -> None:
         select.select([pidfd], [], [])
         threading.Timer(GRACE, os._exit, (1,)).start()
         os.kill(os.getpid(), signal.SIGTERM)  # unwinds the job in the main thread: its temp files are removed
 
     files.set_publish_guard(guard)
-    signal.signal(signal.SIGTERM, stop)
     threading.Thread(target=wait, name="vsrpipe-driver-watch", daemon=True).start()
 
 
+def _stop(signum, frame) -> None:
+    raise Terminated(signum)
+
+
 def _execute_in_worker(job: Job) -> dict:
+    """Run one job; SIGTERM unwinds it (temporary files removed) while it runs, and kills an idle worker.
+
+    The raising handler is installed only for the job: an idle worker waits in a blocking
+    read of the pool's queue, and a Python handler for a signal that lands just before that
+    read starts never runs — the worker would ignore the pool's ``terminate()`` of a broken
+    pool and the driver would wait for it for ever. Idle, the default action ends it at once.
+    """
     last = [0.0]
 
     def report(frames: int) -> None:
@@ -89,7 +96,11 @@ def _execute_in_worker(job: Job) -> dict:
             last[0] = now
             _progress_queue.put((job.id, frames))
 
-    return execute(job, report)
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        return execute(job, report)
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 class LocalEngine:

@@ -31,8 +31,8 @@ def main() -> int:
     p.add_argument("output", nargs="?", default="out/sample_online.mp4", help="where to write it [out/sample_online.mp4]")
     p.add_argument("--adapt", default="online", help="none, consistency, masked, online or internal [online]")
     p.add_argument("--degradation", default="bicubic",
-                   help="A' spec, e.g. bicubic, gauss:sigma=2, estimate [bicubic: at x4 a per-scene estimate can lose "
-                        "quality, see docs/guide/choosing.md]")
+                   help="A' spec, e.g. bicubic, gauss:sigma=2, or estimate (a blur per scene; "
+                        "see docs/guide/choosing.md) [bicubic]")
     p.add_argument("--full", action="store_true", help="upscale the whole file, not only its first 0.2 s")
     args = p.parse_args()
 

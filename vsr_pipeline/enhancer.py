@@ -15,6 +15,7 @@ threads (VapourSynth) never run two passes of one model at once.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from typing import Callable
@@ -150,6 +151,12 @@ class Enhancer:
         if self.adapter is not None and self.adapter.context.forward is None and self.config.runner.runtime == "auto":
             return {"name": "torch", "asked": "auto", "note": "adaptation's own forward passes make the output frames"}
         return self.runner.report()
+
+    def model_facts(self) -> dict:
+        """What the model declares about itself (its ``ModelInfo``) and how this run used it (``half``, ``tile``)."""
+        facts = dataclasses.asdict(self.model.info)
+        facts.update(half=self.config.runner.half, tile=self.config.runner.tile, tile_pad=self.config.runner.tile_pad if self.config.runner.tile else 0)
+        return facts
 
     def report(self) -> dict | None:
         """The adaptation report so far (totals and per-frame records), None without adaptation."""

@@ -53,6 +53,7 @@ class EnhanceResult:
     device: str  # device used
     adapt: dict | None = None  # adaptation report (totals and per-frame records), None without --adapt
     runtime: dict | None = None  # the runtime of the output passes: name, what --runtime asked, auto's trial
+    model_info: dict | None = None  # what the model declares (scale, frames, supports_half, tiling, …) and the run's half/tile
 
     @property
     def fps(self) -> float:
@@ -65,7 +66,7 @@ class EnhanceResult:
             "output": str(self.output), "frames": self.frames, "lost_frames": self.lost_frames,
             "seconds": self.seconds, "fps": self.fps, "input_size": self.input_size,
             "output_size": self.output_size, "model": self.model, "device": self.device, "adapt": self.adapt,
-            "runtime": self.runtime,
+            "runtime": self.runtime, "model_info": self.model_info,
         }
 
 
@@ -141,6 +142,7 @@ def run_enhance(
         device=str(stage.device),
         adapt=stage.report(),
         runtime=stage.runtime(),
+        model_info=stage.model_facts(),
     )
     if config.report is not None:
         write_report(config.report, result, replace=config.overwrite)

@@ -75,6 +75,18 @@ def test_enhance_report_refuses_the_input_and_the_model(tmp_path, two_clips):
     assert leftovers(tmp_path) == []
 
 
+def test_a_resumed_run_reports_its_runtime_and_model_like_a_plain_one(tmp_path, two_clips):
+    reports = {}
+    for resume in ([], ["--resume"]):
+        rep = tmp_path / f"run{len(resume)}.json"
+        r = cli("enhance", two_clips / "c1.mp4", tmp_path / f"up{len(resume)}.mkv", *ARGS, *resume, "--report", rep)
+        assert r.exit_code == 0, r.output
+        reports[bool(resume)] = json.loads(rep.read_text())
+    for key in ("runtime", "model_info", "model", "frames"):
+        assert reports[True][key] == reports[False][key] and reports[True][key], key
+    assert reports[True]["model_info"]["name"] == "bicubic" and reports[True]["runtime"]["name"] == "torch"
+
+
 # 2./3. segments: short, foreign or linked ---------------------------------------------------------
 @pytest.fixture
 def resumed(tmp_path):

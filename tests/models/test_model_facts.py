@@ -126,3 +126,33 @@ def test_tile_contexts_start_on_the_models_pixel_grid():
     whole = Runner(model, 2, RunnerConfig(device="cpu", runtime="torch"))(x)
     tiled = Runner(model, 2, RunnerConfig(device="cpu", runtime="torch", tile=17, tile_pad=16))(x)
     assert (tiled - whole).abs().max().item() < 1e-5
+
+
+def test_run_report_carries_the_model_facts_and_the_runs_half_and_tile(tmp_path):
+    """``--report``'s ``model_info``: what the model file declares (read by spandrel) and the tile the run used."""
+    import json
+
+    from click.testing import CliRunner
+    from clips import make_clip
+
+    from vsr_pipeline.cli import main
+
+    torch.manual_seed(0)
+    net = SwinIR(img_size=16, embed_dim=6, depths=[1], num_heads=[1], window_size=4, mlp_ratio=1.0, upscale=2, upsampler="pixelshuffledirect")
+    weights = tmp_path / "tiny-swinir.pth"
+    torch.save(net.state_dict(), weights)
+    c = make_clip(tmp_path / "in.mp4", n=2, size=(40, 32))
+    report = tmp_path / "run.json"
+    r = CliRunner().invoke(main, ["enhance", str(c.path), str(tmp_path / "out.mkv"), "-s", "2", "--model", str(weights),
+                                  "--tile", "24", "--tile-pad", "8", "--runtime", "torch", "--report", str(report)],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    facts = json.loads(report.read_text())["model_info"]
+    assert facts["name"] == "tiny-swinir" and facts["scale"] == 2 and facts["frames"] == 1
+    assert (facts["supports_half"], facts["tiling"], facts["multiple_of"]) == (False, "discouraged", 1)
+    assert (facts["half"], facts["tile"], facts["tile_pad"]) == (False, 24, 8)
+    whole = tmp_path / "whole.json"
+    r = CliRunner().invoke(main, ["enhance", str(c.path), str(tmp_path / "whole.mkv"), "-s", "2", "--model", str(weights),
+                                  "--runtime", "torch", "--report", str(whole)], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert (json.loads(whole.read_text())["model_info"]["tile"], json.loads(whole.read_text())["model_info"]["tile_pad"]) == (0, 0)

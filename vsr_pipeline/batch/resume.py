@@ -74,6 +74,7 @@ def enhance_resumable(src: Path | str, dst: Path | str, config: EnhanceConfig, p
     result = EnhanceResult(
         output=dst, frames=outcome.frames or 0, lost_frames=0, seconds=batch.seconds, input_size=(w, h),
         output_size=(ow, oh), model=stage.name, device=str(stage.device), adapt=outcome.report,
+        runtime=stage.runtime(), model_info=stage.model_facts(),
     )
     if config.report is not None:
         write_report(config.report, result, replace=config.overwrite)

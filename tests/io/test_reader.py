@@ -126,3 +126,25 @@ def test_zero_frames(tmp_path):
     assert p.stat().st_size > 0
     with pytest.raises(InputError, match="holds no video frames"):
         probe(p)
+
+
+def test_frame_count_of_a_file_and_of_a_sequence(tmp_path):
+    """``frame_count``: a file's video packets (each frame once, no decoding) and a sequence's listing."""
+    import numpy as np
+    from PIL import Image
+
+    from vsr_pipeline.io.source import frame_count, probe_source
+
+    for n in (1, 7):
+        clip = make_clip(tmp_path / f"c{n}.mkv", n=n, size=(32, 24)).path
+        assert frame_count(clip, probe_source(clip)) == n
+    folder = tmp_path / "seq"
+    folder.mkdir()
+    for i in (1, 2, 3):
+        Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(folder / f"{i:04d}.png")
+    assert frame_count(folder, probe_source(folder, fps=24)) == 3
+    from vsr_pipeline.io.probe import count_packets
+
+    sound = make_wav(tmp_path / "sound.wav")
+    with pytest.raises(InputError, match="has no video stream"):
+        count_packets(sound)

@@ -86,6 +86,15 @@ def open_input(path: Path) -> av.container.InputContainer:
         raise InputError(f"Input file {str(path)!r} is not a video FFmpeg can read ({_reason(exc)}).") from exc
 
 
+def count_packets(path: Path | str) -> int:
+    """Video frames in the file ``path``, counted by demuxing its first video stream (no decoding)."""
+    with open_input(Path(path)) as container:
+        if not container.streams.video:
+            raise InputError(f"Input file {str(path)!r} has no video stream.")
+        stream = container.streams.video[0]
+        return sum(1 for packet in container.demux(stream) if packet.size)
+
+
 def _reason(exc: BaseException) -> str:
     text = getattr(exc, "strerror", None) or str(exc)
     return text.strip().rstrip(".") or type(exc).__name__

@@ -26,7 +26,7 @@ from typing import Iterator, Protocol
 from vsr_pipeline.errors import ConfigError
 from vsr_pipeline.io.files import check_paths
 from vsr_pipeline.io.options import EncodeOptions
-from vsr_pipeline.io.probe import VideoInfo, probe
+from vsr_pipeline.io.probe import VideoInfo, count_packets, probe
 from vsr_pipeline.io.reader import Frame, ReadStats, VideoReader
 from vsr_pipeline.io.sequence import IMAGE_FORMATS, SequenceReader, is_pattern, is_sequence_input, probe_sequence
 from vsr_pipeline.io.sequence_sink import SequenceWriter, Staging, check_sequence_output, is_sequence_output
@@ -106,6 +106,11 @@ def probe_source(src: Path | str, dst: Path | str | None = None, *, fps: float |
     if fps is None and dst is not None and not is_sequence_output(dst):
         raise ConfigError(f"Image sequence {str(src)!r} has no frame rate of its own; give one with --fps (e.g. --fps 24) to make the video {str(dst)!r}.")
     return info
+
+
+def frame_count(src: Path | str, info: VideoInfo) -> int:
+    """Frames in the source ``src`` probed as ``info``: a sequence's listing, or a file's video packets counted."""
+    return info.frame_count if info.sequence is not None else count_packets(src)
 
 
 def open_source(

@@ -30,14 +30,14 @@ def source(path: str | Path, *, fps: float | None = None) -> vs.VideoNode:
 
     ``fps``: an image sequence's frame rate (a video has its own; giving one is an error).
     """
-    from vsr_pipeline.io.source import is_sequence_input, probe_source
+    from vsr_pipeline.io.source import frame_count, is_sequence_input, probe_source
 
     path = Path(path)
     try:
         if not path.exists() and not is_sequence_input(path):
             raise vs.Error(f"source: {str(path)!r} does not exist.")
         info = probe_source(path, fps=fps)
-        count = info.frame_count if info.sequence is not None else _count_frames(path)
+        count = frame_count(path, info)
     except VsrError as exc:
         raise vs.Error(f"source: {exc}") from None
     if count == 0:
@@ -47,15 +47,6 @@ def source(path: str | Path, *, fps: float | None = None) -> vs.VideoNode:
     blank = core.std.BlankClip(width=w, height=h, format=vs.RGBS, length=count, fpsnum=fps.numerator, fpsden=fps.denominator)
     reader = _Sequential(path, fps, info)
     return core.std.ModifyFrame(blank, blank, reader.frame)
-
-
-def _count_frames(path: Path) -> int:
-    """Video frames in ``path``, counted by demuxing (no decoding)."""
-    import av
-
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        return sum(1 for packet in container.demux(stream) if packet.size)
 
 
 class _Sequential:

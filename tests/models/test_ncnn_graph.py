@@ -417,3 +417,15 @@ def _wheel_file(package: str, relative: str) -> Path:
 def test_wheel_model_matches_ncnn(package: str, relative: str, channels: int, size: int) -> None:
     pytest.importorskip("ncnn")
     assert _compare(_wheel_file(package, relative), channels, size) < TOLERANCE
+
+
+def test_two_d_parameters_read_height_ten_ids_on_and_default_to_width() -> None:
+    from vsr_pipeline.models.ncnn.param import LayerSpec
+
+    full = LayerSpec("Convolution", "c", ("a",), ("b",), {1: 3, 11: 5, 4: 1, 14: 2, 15: 3, 16: 4})
+    assert full.pair(1, 0) == (3, 5) and full.pads(4) == (1, 2, 3, 4)
+    sparse = LayerSpec("Pooling", "p", ("a",), ("b",), {2: 2, 3: 1})
+    assert sparse.pair(2, 1) == (2, 2) and sparse.pair(1, 7) == (7, 7)
+    assert sparse.pads(3) == (1, 1, 1, 1)
+    top_only = LayerSpec("Pooling", "p", ("a",), ("b",), {3: 1, 13: 2})
+    assert top_only.pads(3) == (1, 2, 1, 2)  # right follows left, bottom follows top

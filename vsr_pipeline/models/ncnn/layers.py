@@ -68,16 +68,10 @@ class _Kernel:
 
     def __init__(self, spec: LayerSpec, path: Path) -> None:
         self.num_output = spec.int(0, 0)
-        self.kw = spec.int(1, 0)
-        self.kh = spec.int(11, self.kw)
-        self.dw = spec.int(2, 1)
-        self.dh = spec.int(12, self.dw)
-        self.sw = spec.int(3, 1)
-        self.sh = spec.int(13, self.sw)
-        self.pad_left = spec.int(4, 0)
-        self.pad_top = spec.int(14, self.pad_left)
-        self.pad_right = spec.int(15, self.pad_left)
-        self.pad_bottom = spec.int(16, self.pad_top)
+        self.kw, self.kh = spec.pair(1, 0)
+        self.dw, self.dh = spec.pair(2, 1)
+        self.sw, self.sh = spec.pair(3, 1)
+        self.pad_left, self.pad_top, self.pad_right, self.pad_bottom = spec.pads(4)
         self.bias_term = spec.int(5, 0)
         self.weight_size = spec.int(6, 0)
         maxk = self.kw * self.kh

@@ -47,6 +47,17 @@ class LayerSpec:
             raise ParamKindError(f"parameter {key} is not a number")
         return int(value)
 
+    def pair(self, key: int, default: int) -> tuple[int, int]:
+        """(width, height) of a 2-D parameter: ncnn keeps the height at ``key + 10``, defaulting to the width."""
+        w = self.int(key, default)
+        return w, self.int(key + 10, w)
+
+    def pads(self, key: int) -> tuple[int, int, int, int]:
+        """(left, top, right, bottom) padding at ncnn's ids ``key``, ``key + 10``, ``key + 11``, ``key + 12``."""
+        left = self.int(key, 0)
+        top = self.int(key + 10, left)
+        return left, top, self.int(key + 11, left), self.int(key + 12, top)
+
     def float(self, key: int, default: float) -> float:
         """Parameter ``key`` as a float."""
         value = self.params.get(key, default)

@@ -122,14 +122,9 @@ class Pooling(NcnnLayer):
         self.global_pooling = bool(spec.int(4, 0))
         if spec.int(7, 0):
             raise unsupported(path, spec, "adaptive pooling")
-        self.kw = spec.int(1, 0)
-        self.kh = spec.int(11, self.kw)
-        self.sw = spec.int(2, 1)
-        self.sh = spec.int(12, self.sw)
-        self.pad_left = spec.int(3, 0)
-        self.pad_top = spec.int(13, self.pad_left)
-        self.pad_right = spec.int(14, self.pad_left)
-        self.pad_bottom = spec.int(15, self.pad_top)
+        self.kw, self.kh = spec.pair(1, 0)
+        self.sw, self.sh = spec.pair(2, 1)
+        self.pad_left, self.pad_top, self.pad_right, self.pad_bottom = spec.pads(3)
         self.pad_mode = spec.int(5, 0)
         if self.pad_mode not in (0, 1, 2, 3):
             raise unsupported(path, spec, f"pad_mode {self.pad_mode}")

@@ -232,6 +232,23 @@ def test_full_range_is_kept(tmp_path, backend):
     assert np.frombuffer(back["frames"][0].planes[0], np.uint8)[0] == 255  # white stays 255
 
 
+@pytest.mark.parametrize("backend", ["pyav", "ffmpeg"])
+def test_a_jpeg_pixel_format_writes_full_range_codes_from_limited_input(tmp_path, backend):
+    """--pix-fmt yuvj444p on limited-range input: full-range codes under the full-range tag (they used to be limited
+    codes tagged full, read back with washed-out contrast)."""
+    limited = probe(make_clip(tmp_path / "tv.mkv", codec="ffv1", n=2).path)
+    assert not limited.color.full_range
+    out = tmp_path / "jpeg.mkv"
+    x = torch.zeros(3, 48, 64)
+    x[:, :, 32:] = 1
+    with VideoWriter(out, limited, (64, 48), EncodeOptions(backend=backend, codec="libx264", pix_fmt="yuvj444p", crf=0)) as w:
+        w.write(x, 0, limited.time_base)
+    back = read_back(out)
+    y = np.frombuffer(back["frames"][0].planes[0], np.uint8).reshape(-1, back["frames"][0].planes[0].line_size)[:48, :64]
+    assert back["color_range"] == 2
+    assert (y[:, :32].max(), y[:, 32:].min()) == (0, 255)
+
+
 def test_default_replaces_an_existing_output(tmp_path, info):
     out = tmp_path / "o.mkv"
     out.write_bytes(b"old")

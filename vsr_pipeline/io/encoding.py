@@ -256,7 +256,8 @@ def plan_output(
         )
     depth = rgb_bit_depth(pix_fmt) if rgb else max(c.bits for c in fmt.components)
     matrix = info.color.matrix if info.color_tagged else ("bt709" if h >= 720 else "bt601")
-    color = ColorSpec(matrix=matrix, full_range=info.color.full_range, bit_depth=depth)
+    full_range = info.color.full_range or pix_fmt.startswith("yuvj")  # the JPEG formats are full range whatever the input's range
+    color = ColorSpec(matrix=matrix, full_range=full_range, bit_depth=depth)
 
     options, format_options = _encoder_settings(codec, muxer, opts)
     add_hdr_options(codec, info.path, info.mastering_display, info.content_light, options)

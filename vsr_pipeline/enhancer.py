@@ -154,7 +154,8 @@ class Enhancer:
 
     def model_facts(self) -> dict:
         """What the model declares about itself (its ``ModelInfo``) and how this run used it (``half``, ``tile``)."""
-        facts = dataclasses.asdict(self.model.info)
+        info = self.model.info  # a plugin's info may be any object with attributes
+        facts = dataclasses.asdict(info) if dataclasses.is_dataclass(info) else dict(vars(info))
         facts.update(half=self.config.runner.half, tile=self.config.runner.tile, tile_pad=self.config.runner.tile_pad if self.config.runner.tile else 0)
         return facts
 

@@ -126,6 +126,7 @@ def run_enhance(
         if batch:
             yield from run(batch)
 
+    facts = stage.model_facts()  # before anything is published
     stats = transcode(
         src, dst, info, (out_w, out_h), transform, encode=config.encode, replace=config.overwrite,
         start=config.start, duration=config.duration, on_error=config.on_error, progress=progress,
@@ -142,7 +143,7 @@ def run_enhance(
         device=str(stage.device),
         adapt=stage.report(),
         runtime=stage.runtime(),
-        model_info=stage.model_facts(),
+        model_info=facts,
     )
     if config.report is not None:
         write_report(config.report, result, replace=config.overwrite)

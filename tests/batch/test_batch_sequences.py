@@ -173,3 +173,31 @@ def test_a_sequence_identity_changes_with_any_frame(tmp_path):
     assert Identity.of(tmp_path / "s") != before
     write_frames(tmp_path / "s", [4], fmt="{:04d}")
     assert Identity.of(tmp_path / "s").size > before.size
+
+
+def test_a_folder_with_images_beside_videos_is_walked_not_read_as_a_sequence(tmp_path):
+    """A poster beside the episodes: the folder is no sequence (it would fail as one, and hide the videos)."""
+    src = tmp_path / "in"
+    write_frames(src / "show", [1], fmt="poster{}")
+    make_clip(src / "show" / "ep1.mkv", n=3, size=(16, 12))
+    write_frames(src / "stills", [1, 2], fmt="{:04d}")
+    write_frames(src / "nested", [1, 2], fmt="{:04d}")
+    write_frames(src / "nested" / "inner", [1, 2], fmt="{:04d}", seed=3)
+
+    def run(*extra):
+        r = cli("batch", src, tmp_path / f"out{len(extra)}", *ARGS, "--json", *extra)
+        files = {f["path"]: f for f in json.loads(r.output[r.output.index("{"):])["files"]}
+        return r, files
+
+    flat, files = run()
+    assert flat.exit_code == 0, flat.output
+    assert files["stills"]["status"] == "done"
+    assert "show/" in files and "not an image sequence" in files["show/"]["reason"] and "-r" in files["show/"]["reason"]
+    assert "nested/" in files and "not an image sequence" in files["nested/"]["reason"]
+    deep, files = run("-r")
+    assert deep.exit_code == 0, deep.output
+    assert files["show/ep1.mkv"]["status"] == "done" and files["stills"]["status"] == "done"
+    assert files["nested/inner"]["status"] == "done"  # the sequence inside a walked folder
+    assert files["show/poster1.png"]["reason"] == "not a video file"
+    with av.open(str(tmp_path / "out1" / "show" / "ep1.mkv")) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 3

@@ -310,3 +310,22 @@ def test_a_250_byte_file_name_in_a_batch(tmp_path):
     r = cli("batch", src, tmp_path / "out", *ARGS)
     assert r.exit_code == 0, r.output
     assert len(read_back(tmp_path / "out" / name)["frames"]) == 6
+
+
+def test_a_symlink_at_a_sequence_outputs_frame_staging_is_refused(tmp_path):
+    import cv2
+    import numpy as np
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in (1, 2, 3):
+        cv2.imwrite(str(frames / f"{i:04d}.png"), np.full((12, 16, 3), 30 * i, np.uint8))
+    out = tmp_path / "out"
+    work = out / ".%04d.png.vsrpipe"
+    work.mkdir(parents=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (work / "frames").symlink_to(elsewhere)
+    r = cli("enhance", frames, out / "%04d.png", "--model", "bicubic", "-s", "2", "-q", "--resume")
+    assert r.exit_code == 4 and "is a symbolic link; vsrpipe will not follow it" in r.output, r.output
+    assert list(elsewhere.iterdir()) == [] and not list(out.glob("*.png"))

@@ -94,13 +94,18 @@ def scan(in_dir: Path, out_dir: Path, *, patterns: tuple[str, ...] = (), recursi
             if is_dir:
                 if path.resolve() == out_real:
                     skipped.append(Skipped(key + "/", "the output folder (never read as input)"))
-                elif _holds_images(path):
+                    continue
+                kind = _folder_kind(path)
+                if kind == "sequence":
                     if _matches(entry.name, key, patterns, folder=True):
                         files.append((key, path))
                     else:
                         skipped.append(Skipped(key + "/", "does not match --pattern"))
                 elif recursive:
                     stack.append(path)
+                elif kind == "mixed":
+                    skipped.append(Skipped(key + "/", "holds images beside videos or folders, so it is not an image "
+                                                      "sequence; -r reads the videos in it"))
                 continue
             if not is_file:
                 reason = "broken symbolic link" if entry.is_symlink() else "not a regular file"
@@ -145,13 +150,25 @@ def output_for(out_dir: Path, key: str, src: Path, ext: str | None) -> Path:
     return out_dir / Path(key).with_suffix(ext or src.suffix)
 
 
-def _holds_images(folder: Path) -> bool:
-    """True when ``folder`` holds (not hidden) image files: it is an image sequence."""
+def _folder_kind(folder: Path) -> str:
+    """``"sequence"``: ``folder`` holds (not hidden) images and nothing else a batch reads — no video, no sub-folder;
+    ``"mixed"``: images beside videos or folders (a poster beside episodes: walked, not a sequence); else ``"other"``."""
+    images = others = False
     try:
         with os.scandir(folder) as entries:
-            return any(not e.name.startswith(".") and Path(e.name).suffix.lower() in IMAGE_FORMATS for e in entries)
+            for e in entries:
+                if e.name.startswith("."):
+                    continue
+                suffix = Path(e.name).suffix.lower()
+                if suffix in IMAGE_FORMATS and not e.is_dir():
+                    images = True
+                elif suffix in VIDEO_EXTENSIONS or e.is_dir():
+                    others = True
     except OSError:
-        return False
+        return "other"
+    if images:
+        return "mixed" if others else "sequence"
+    return "other"
 
 
 def _matches(name: str, key: str, patterns: tuple[str, ...], *, folder: bool = False) -> bool:
@@ -161,16 +178,14 @@ def _matches(name: str, key: str, patterns: tuple[str, ...], *, folder: bool = F
 
 
 def settings_hash(config: EnhanceConfig, ext: str) -> str:
-    """A hash of every setting that changes an output (not --overwrite, not --report), and of the model file."""
+    """A hash of every setting that changes an output (not --overwrite, not --report), and of the model's weights."""
     from vsr_pipeline import __version__
+    from vsr_pipeline.models.registry import model_identity
 
     data = asdict(replace(config, overwrite=False, report=None))
     data["ext"] = ext.lower()
     data["version"] = __version__
-    model = Path(config.model)
-    if model.is_file():
-        st = model.stat()
-        data["model_file"] = [st.st_size, st.st_mtime_ns]
+    data["model_identity"] = model_identity(config.model)  # a .param's .bin too; a wheel model's version
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -51,7 +51,8 @@ def enhance_resumable(src: Path | str, dst: Path | str, config: EnhanceConfig, p
     if config.on_error != "stop":
         raise ConfigError("--resume needs --on-error stop (frames lost to damage would shift the segments).")
     work = work_folder_for(dst)
-    refuse_links(work, work / "segments")
+    inner = work / ("frames" if is_sequence_output(dst) else "segments")
+    refuse_links(work, inner)
     check_output(src, dst, overwrite=config.overwrite or work.is_dir())  # an output of ours is judged below
     if config.report is not None:
         check_report_path(config.report, overwrite=config.overwrite, used=(src, dst, work, config.model))
@@ -60,7 +61,6 @@ def enhance_resumable(src: Path | str, dst: Path | str, config: EnhanceConfig, p
     on_progress = (lambda snap: progress(snap.frames_done, snap.frames_total or None)) if progress else None
     # a resumed run retries a recorded failure: the user asked for this one file again
     options = BatchOptions(segment_frames=max(1, segment_frames), retry_failed=True)
-    inner = work / ("frames" if is_sequence_output(dst) else "segments")
     driver = Driver(config, options, out_dir=dst.parent, work_for=lambda key: inner, progress=on_progress,
                     always_segments=True)
     with Manifest(work) as manifest:

@@ -26,7 +26,7 @@ BATCH_SECTIONS = {
 @click.command(cls=SectionedCommand, sections=BATCH_SECTIONS)
 @click.argument("in_dir", type=click.Path(path_type=Path, file_okay=False))
 @click.argument("out_dir", type=click.Path(path_type=Path, file_okay=False))
-@click.option("--pattern", "patterns", multiple=True, help="Only files (and sequence folders) whose name or path under IN_DIR matches this glob; repeatable.  [default: every common video extension, and every folder holding images]")
+@click.option("--pattern", "patterns", multiple=True, help="Only files (and sequence folders) whose name or path under IN_DIR matches this glob; repeatable.  [default: every common video extension, and every folder holding only images]")
 @click.option("--recursive", "-r", is_flag=True, help="Descend into sub-folders; the output tree mirrors them.")
 @click.option("--jobs", "-j", type=int, default=1, show_default=True, help="Files or segments worked on at once (worker processes, or Ray actors); each keeps its model loaded.")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True, help="Run on this machine, or on a Ray cluster (pip install 'vsr-pipeline[ray]').")
@@ -46,7 +46,7 @@ def batch(
 ) -> None:
     """Upscale every video and image sequence in IN_DIR into OUT_DIR, mirroring the folder tree.
 
-    A folder holding numbered images is one image sequence; it becomes a folder of frames
+    A folder holding only numbered images is one image sequence; it becomes a folder of frames
     named and numbered like its own (a video with a video --ext and --fps), and a gap in
     its numbering fails it alone. A manifest in OUT_DIR/.vsrpipe records every input; a
     rerun skips finished ones whose input and settings are unchanged, redoes changed ones,

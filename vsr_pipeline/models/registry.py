@@ -86,6 +86,28 @@ def is_weights_path(name: str) -> bool:
     return name.lower().endswith(WEIGHT_SUFFIXES) or os.sep in name
 
 
+COMPANIONS = {".param": (".bin",)}  # files a weights file's loader also reads, beside it
+
+
+def model_identity(name: str) -> list:
+    """What identifies the weights ``--model name`` loads, for settings hashes: a file's (and its companions')
+    size and modification time, or a registered name's distributions and their versions."""
+    path = Path(name)
+    if path.is_file():
+        files = [path, *(path.with_suffix(s) for s in COMPANIONS.get(path.suffix.lower(), ()))]
+        return [[f.name, *((f.stat().st_size, f.stat().st_mtime_ns) if f.is_file() else ("missing",))] for f in files]
+    found = available_models().get(name)
+    if found is None:
+        return []
+    ident = []
+    for dist in dict.fromkeys(d for d in (found.package, found.entry.requires) if d):
+        try:
+            ident.append([dist, metadata.version(dist)])
+        except metadata.PackageNotFoundError:
+            ident.append([dist, "missing"])
+    return ident
+
+
 def load_model(name: str, *, scale: float | None = None) -> "torch.nn.Module":
     """Build the model called ``name`` (a registry name or a weights file path).
 

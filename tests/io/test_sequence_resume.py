@@ -207,3 +207,38 @@ def test_output_patterns_are_named_like_the_input(first, suffix, want):
 def _one_frame(tmp_path: Path) -> Path:
     write_frames(tmp_path / "src", [1], dtype=np.uint8, size=(5, 4))
     return tmp_path / "src"
+
+
+@pytest.mark.parametrize("staged", [False, True])
+def test_a_publish_that_fails_midway_takes_its_frames_back(tmp_path, monkeypatch, staged):
+    """Into an existing folder frames are published one by one; a failure at the third leaves none of this run's
+    frames at the output (staged: they are back in the staging folder for the next run)."""
+    from vsr_pipeline.io import sequence_sink
+
+    info = probe_sequence(_one_frame(tmp_path), None)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    stage = tmp_path / "stage"
+    writer = SequenceWriter(out / "%03d.png", info, (5, 4), staging=Staging(stage) if staged else None)
+    writer.open()
+    for _ in range(4):
+        writer.write(torch.rand(3, 4, 5))
+    calls = []
+    real = sequence_sink.publish
+
+    def failing(src, dst, **kw):
+        calls.append(dst.name)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        return real(src, dst, **kw)
+
+    monkeypatch.setattr(sequence_sink, "publish", failing)
+    with pytest.raises(OutputError, match="the disk is full"):
+        writer.close()
+    assert calls == ["001.png", "002.png", "003.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    if staged:
+        assert sorted(p.name for p in stage.iterdir()) == ["001.png", "002.png", "003.png", "004.png"]
+    else:
+        assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.png")) == ["src/000001.png"]

@@ -2,8 +2,10 @@
 
 Atomic as the video writer is: the frames go into a hidden temporary folder and appear
 only when the last one is written — the whole folder renamed into place when ``out/``
-did not exist, else each finished file renamed into ``out/``. A failed or interrupted run
-removes the temporary folder and leaves nothing at the output path. Numbering continues
+did not exist, else each finished file renamed into ``out/`` (a publish that fails part-way moves the
+frames it had published back). A failed or interrupted run removes the temporary folder
+and leaves no frame of its own at the output path (a resumable run's ``out/`` stays: it
+holds the hidden staging folder). Numbering continues
 the input sequence's (a section's first frame keeps its number); a video's frames are
 numbered from 1, as FFmpeg numbers them.
 
@@ -265,21 +267,33 @@ class SequenceWriter(SinkContext):
         """Publish the frames (all at once where the output folder is new); returns the output folder."""
         assert self.tmp is not None
         folder = self.path.parent
+        published: list[str] = []
         try:
             try:
                 if not (self._whole and publish_dir(self.tmp, folder)):
                     folder.mkdir(exist_ok=True)
                     for name in self._names:  # each file appears complete; the temporary folder goes last
                         publish(self.tmp / name, folder / name, replace=self.replace)
+                        published.append(name)
                     self.tmp.rmdir()
                     self._warn_older()
             except OSError as exc:
                 raise OutputError(f"Could not write {str(self.path)!r}: {describe_os_error(exc)}.") from exc
         except BaseException:
+            self._take_back(published)
             self.abort()
             raise
         self.tmp = None
         return folder
+
+    def _take_back(self, names: list[str]) -> None:
+        """Move frames this close had published back into the temporary folder: a failed publish leaves no part
+        of the run at the output (with a staging folder they stay staged for the next run)."""
+        for name in reversed(names):
+            try:
+                os.replace(self.path.parent / name, self.tmp / name)
+            except OSError:
+                log.warning("could not take back %s after a failed publish", self.path.parent / name)
 
     def _warn_older(self) -> None:
         """Frames of the same name shape that this run did not write (an earlier, longer run's) are kept: say so."""

@@ -287,3 +287,39 @@ def test_missing_converter_names_the_extra(tmp_path, shuffle_file, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnx2torch", None)  # `import onnx2torch` now raises ImportError
     with pytest.raises(ModelError, match=r"^ONNX model '[^']*shuffle-x2\.onnx' needs the onnx2torch converter; install it with `pip install 'vsr-pipeline\[onnx-models\]'`\.$"):
         load_model(str(shuffle_file))
+
+
+class UNetX2(nn.Module):
+    """A two-level U-Net x2: its skip additions need H and W in multiples of 4 (other sizes raise)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.inc = nn.Conv2d(3, 8, 3, padding=1)
+        self.down1 = nn.Conv2d(8, 8, 3, stride=2, padding=1)
+        self.down2 = nn.Conv2d(8, 8, 3, stride=2, padding=1)
+        self.out = nn.Conv2d(8, 12, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.inc(x)
+        b = self.down1(a)
+        c = self.down2(b)
+        b = b + nn.functional.interpolate(c, scale_factor=2.0, mode="nearest")
+        a = a + nn.functional.interpolate(b, scale_factor=2.0, mode="nearest")
+        return nn.functional.pixel_shuffle(self.out(a), 2)
+
+
+def test_a_graph_that_needs_a_multiple_of_four_is_padded_to_it(tmp_path):
+    net = UNetX2().eval()
+    path = export(net, tmp_path / "unet.onnx")
+    model = load_model(str(path))
+    assert model.info.multiple_of == 4 and model.info.scale == 2
+    x = torch.rand(1, 3, 3, 17, 22)  # neither side a multiple of 4: the bare graph raises
+    with torch.no_grad():
+        with pytest.raises(Exception):
+            net(x[:, 1])
+        y = model(x)
+        padded = nn.functional.pad(x[:, 1], (0, 2, 0, 3), mode="reflect")
+        want = net(padded)[..., :34, :44]
+    assert y.shape == (1, 3, 34, 44)
+    assert float((y - want).abs().max()) < 1e-5

@@ -38,6 +38,20 @@ TORCH_SUFFIXES = (".pth", ".pt", ".ckpt")
 SAFETENSORS_SUFFIX = ".safetensors"
 
 
+def pad_to_grid(image: torch.Tensor, multiple_of: int, *, minimum: int = 0, square: bool = False) -> torch.Tensor:
+    """``image`` (…, H, W) padded at the bottom and right (reflect; replicate where the pad is not smaller than the
+    image) to at least ``minimum``, square if asked, and a multiple of ``multiple_of``: crop the output back."""
+    h, w = image.shape[-2:]
+    th, tw = max(h, minimum), max(w, minimum)
+    if square:
+        th = tw = max(th, tw)
+    th, tw = -(-th // multiple_of) * multiple_of, -(-tw // multiple_of) * multiple_of
+    if (th, tw) == (h, w):
+        return image
+    mode = "reflect" if th - h < h and tw - w < w else "replicate"
+    return F.pad(image, (0, tw - w, 0, th - h), mode=mode)
+
+
 class SpandrelModel(nn.Module):
     """A spandrel ``ImageModelDescriptor`` as a protocol model: (B, T, C, H, W) -> (B, C, sH, sW).
 
@@ -64,13 +78,7 @@ class SpandrelModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         image = x[:, x.shape[1] // 2] if x.ndim == 5 else x  # (B, C, H, W)
         h, w = image.shape[-2:]
-        th, tw = max(h, self.minimum), max(w, self.minimum)
-        if self.square:
-            th = tw = max(th, tw)
-        th, tw = -(-th // self.multiple_of) * self.multiple_of, -(-tw // self.multiple_of) * self.multiple_of
-        if (th, tw) != (h, w):
-            mode = "reflect" if th - h < h and tw - w < w else "replicate"
-            image = F.pad(image, (0, tw - w, 0, th - h), mode=mode)
+        image = pad_to_grid(image, self.multiple_of, minimum=self.minimum, square=self.square)
         out = self._call_fn(self.net, image) if self._call_fn is not None else self.net(image)
         s = self.info.scale
         return out[..., : h * s, : w * s]

@@ -27,7 +27,7 @@ from torch import nn
 
 from vsr_pipeline.errors import ModelError
 from vsr_pipeline.models.base import ModelInfo
-from vsr_pipeline.models.community import not_a_weights_file, text_head
+from vsr_pipeline.models.community import not_a_weights_file, pad_to_grid, text_head
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +51,14 @@ class OnnxModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         image = x[:, x.shape[1] // 2] if x.ndim == 5 else x  # (B, C, H, W)
+        h, w = image.shape[-2:]
+        image = pad_to_grid(image, self.info.multiple_of)
         if self.batched or image.shape[0] == 1:
-            return self.net(image)
-        return torch.cat([self.net(one[None]) for one in image])
+            out = self.net(image)
+        else:
+            out = torch.cat([self.net(one[None]) for one in image])
+        s = self.info.scale
+        return out[..., : h * s, : w * s]
 
     def extra_repr(self) -> str:
         return f"name={self.info.name}, scale={self.info.scale}, trainable={self.info.trainable}"
@@ -83,8 +88,10 @@ def load_onnx_file(path: Path, *, scale: float | None = None) -> OnnxModel:
     except Exception as exc:  # a converter that rejects an attribute or a shape raises its own error types
         raise ModelError(f"ONNX model {str(path)!r} could not be converted to torch ({_reason(exc)}).") from None
     native = _probe_scale(net, path)
+    multiple = _grid(net, native, path)
     trainable = any(p.is_floating_point() for p in net.parameters())
-    model = OnnxModel(net, ModelInfo(name=path.stem, scale=native, frames=1, channels=3, trainable=trainable), batched=batched)
+    info = ModelInfo(name=path.stem, scale=native, frames=1, channels=3, trainable=trainable, multiple_of=multiple)
+    model = OnnxModel(net, info, batched=batched)
     log.info("loaded ONNX model %s: x%d, %s", path, native, "adaptable" if trainable else "run-only (no trainable weights)")
     return model
 
@@ -174,6 +181,27 @@ def _probe_scale(net: nn.Module, path: Path) -> int:
             "(the same integer factor ≥ 1 in both directions); only such models are supported."
         )
     return oh // h
+
+
+GRIDS = (1, 2, 4, 8, 16, 32, 64)  # the multiples of H and W a graph may need, tried smallest first
+
+
+def _grid(net: nn.Module, scale: int, path: Path) -> int:
+    """The smallest of :data:`GRIDS` whose odd multiples the graph upscales cleanly (a U-Net needs H and W in
+    multiples of 2^depth); frames are padded to it. ModelError when none works."""
+    for m in GRIDS:
+        odd = max(3, -(-48 // m) | 1)  # an odd multiple of m, at least 48 px: not a multiple of 2m
+        h, w = m * odd, m * (odd + 2)
+        probe = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(1))
+        try:
+            with torch.no_grad():
+                y = net(probe)
+        except Exception:  # noqa: BLE001 - a size the graph cannot take raises whatever its ops raise
+            continue
+        if torch.is_tensor(y) and tuple(y.shape[-2:]) == (h * scale, w * scale):
+            return m
+    raise ModelError(f"ONNX model {str(path)!r} ran on a {PROBE[0]}×{PROBE[1]} image but not on other sizes; "
+                     "vsrpipe needs graphs that take any frame size (padded to a multiple of at most 64).")
 
 
 def _reason(exc: Exception, limit: int = 300) -> str:

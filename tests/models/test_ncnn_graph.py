@@ -429,3 +429,19 @@ def test_two_d_parameters_read_height_ten_ids_on_and_default_to_width() -> None:
     assert sparse.pads(3) == (1, 1, 1, 1)
     top_only = LayerSpec("Pooling", "p", ("a",), ("b",), {3: 1, 13: 2})
     assert top_only.pads(3) == (1, 2, 1, 2)  # right follows left, bottom follows top
+
+
+@pytest.mark.parametrize("inputs, tops, problem", [
+    (2, 1, "has 2 Input layers; vsrpipe runs graphs with exactly one input"),
+    (1, 2, "its Input layer 'input' gives 2 blobs; vsrpipe runs graphs with exactly one input image"),
+])
+def test_graphs_without_exactly_one_input_image_are_refused(tmp_path: Path, inputs: int, tops: int, problem: str) -> None:
+    w = GraphWriter()
+    blobs = [f"in{i}" for i in range(tops)]
+    w.layer("Input", "input", [], blobs)
+    if inputs == 2:
+        w.layer("Input", "input2", [], ["other"])
+        w.layer("BinaryOp", "add", ["in0", "other"], ["out"], "0=0")
+    else:
+        w.layer("BinaryOp", "add", blobs, ["out"], "0=0")
+    _expect(w.write(tmp_path), problem)

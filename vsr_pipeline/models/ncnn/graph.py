@@ -82,9 +82,14 @@ class NcnnGraph(nn.Module):
     def _endpoints(self) -> tuple[str, str]:
         """The Input layer's blob and the one blob nothing consumes; refuse anything else."""
         inputs = [layer for layer in self.specs if layer.type == "Input"]
-        if len(inputs) != 1 or len(inputs[0].tops) != 1:
+        if len(inputs) != 1:
             raise ModelError(
                 f"ncnn graph '{self.path}' has {len(inputs)} Input layers; vsrpipe runs graphs with exactly one input."
+            )
+        if len(inputs[0].tops) != 1:
+            raise ModelError(
+                f"ncnn graph '{self.path}': its Input layer '{inputs[0].name}' gives {len(inputs[0].tops)} blobs; "
+                "vsrpipe runs graphs with exactly one input image."
             )
         written: dict[str, int] = {}  # blob -> index of the last layer writing it
         read: dict[str, int] = {}  # blob -> index of the last layer reading it

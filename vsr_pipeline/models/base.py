@@ -56,6 +56,11 @@ class ModelInfo:
             raise ValueError(f"ModelInfo.tiling must be one of {', '.join(TILING)}, got {self.tiling!r}")
 
 
+def centre_frame(x: "torch.Tensor") -> "torch.Tensor":
+    """The image a single-image model upscales: a window's (B, T, C, H, W) centre frame, or (B, C, H, W) as it is."""
+    return x[:, x.shape[1] // 2] if x.ndim == 5 else x
+
+
 @runtime_checkable
 class VSRModel(Protocol):
     """Structural type of a model: an nn.Module with ``info``."""

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vsr_pipeline.errors import ModelError
-from vsr_pipeline.models.base import META_ARCH, ModelInfo, load_shipped, read_safetensors
+from vsr_pipeline.models.base import META_ARCH, ModelInfo, centre_frame, load_shipped, read_safetensors
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class SpandrelModel(nn.Module):
         self.eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        image = x[:, x.shape[1] // 2] if x.ndim == 5 else x  # (B, C, H, W)
+        image = centre_frame(x)  # (B, C, H, W)
         h, w = image.shape[-2:]
         image = pad_to_grid(image, self.multiple_of, minimum=self.minimum, square=self.square)
         out = self._call_fn(self.net, image) if self._call_fn is not None else self.net(image)

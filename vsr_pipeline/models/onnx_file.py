@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from vsr_pipeline.errors import ModelError
-from vsr_pipeline.models.base import ModelInfo
+from vsr_pipeline.models.base import ModelInfo, centre_frame
 from vsr_pipeline.models.community import not_a_weights_file, pad_to_grid, text_head
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class OnnxModel(nn.Module):
         self.eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        image = x[:, x.shape[1] // 2] if x.ndim == 5 else x  # (B, C, H, W)
+        image = centre_frame(x)  # (B, C, H, W)
         h, w = image.shape[-2:]
         image = pad_to_grid(image, self.info.multiple_of)
         if self.batched or image.shape[0] == 1:

@@ -28,7 +28,7 @@ from torch import nn
 
 from vsr_pipeline.degrade.resize import imresize
 from vsr_pipeline.errors import ModelError
-from vsr_pipeline.models.base import META_CONFIG, META_NAME, ModelInfo, read_own_weights, write_own_weights
+from vsr_pipeline.models.base import META_CONFIG, META_NAME, ModelInfo, centre_frame, read_own_weights, write_own_weights
 
 ARCH = "vdsr"
 MIN_CONVS = 8  # spandrel recognises a DnCNN without batch norm from its eighth convolution on
@@ -53,7 +53,7 @@ class VDSR(nn.Module):
         self.info = ModelInfo(name=name, scale=scale, frames=1, any_scale=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        image = x[:, x.shape[1] // 2] if x.ndim == 5 else x  # (B, C, H, W)
+        image = centre_frame(x)  # (B, C, H, W)
         return self.net(imresize(image, scale=self.info.scale))
 
     def extra_repr(self) -> str:

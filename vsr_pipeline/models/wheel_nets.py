@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vsr_pipeline.models.base import ModelInfo
+from vsr_pipeline.models.base import ModelInfo, centre_frame
 from vsr_pipeline.models.wheel_spec import WheelSpec
 
 
@@ -50,7 +50,7 @@ class WheelNcnnModel(nn.Module):
         return cls(read_graph(param, weights), wheel, name)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        image = x[:, x.shape[1] // 2] if x.ndim == 5 else x  # (B, 3, H, W)
+        image = centre_frame(x)  # (B, 3, H, W)
         h, w = image.shape[-2:]
         wheel, s = self.wheel, self.wheel.scale
         pad = wheel.pad

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from vsr_pipeline.errors import ModelError
-from vsr_pipeline.models.base import ModelInfo
+from vsr_pipeline.models.base import ModelInfo, centre_frame
 from vsr_pipeline.models.ncnn.graph import BUILDERS, NcnnGraph, read_graph
 
 __all__ = ["BUILDERS", "NcnnGraph", "NcnnImageModel", "load_param_file", "read_graph"]
@@ -36,7 +36,7 @@ class NcnnImageModel(nn.Module):
         self.info = info
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.graph(x[:, x.shape[1] // 2])
+        return self.graph(centre_frame(x))
 
 
 def _native_scale(graph: NcnnGraph, path: Path) -> int:

@@ -37,7 +37,8 @@ def enhance_resumable(src: Path | str, dst: Path | str, config: EnhanceConfig, p
 
     ``progress(done, expected)`` as for ``run_enhance``. Raises the same
     :class:`~vsr_pipeline.errors.VsrError` subclasses; after a failure or a kill the
-    finished segments stay in the work folder for the next ``--resume``.
+    finished segments (a sequence output: its staged frames) stay in the work folder for
+    the next ``--resume``.
     """
     from vsr_pipeline.batch.jobs import stage_for
     from vsr_pipeline.io.files import check_report_path

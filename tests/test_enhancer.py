@@ -187,3 +187,17 @@ def test_a_scene_estimated_ahead_is_the_one_its_frames_get(monkeypatch):
     assert seen == [0.25]
     got = stage.kernels.estimate_for_scene(3, torch.full((5, 3, 16, 16), 0.5))
     assert seen == [0.25] and got.kernel.shape == (3, 3)
+
+
+def test_a_model_file_given_as_a_path_object(tmp_path, tiny_weights):
+    """``model=Path(...)`` from Python works as the string does (it used to fail in the registry)."""
+    from pathlib import Path
+
+    from vsr_pipeline.api import make_config
+    from vsr_pipeline.config import StageConfig
+
+    config = make_config(model=Path(tiny_weights), scale=2)
+    assert config.model == str(tiny_weights) and config.stage.model == str(tiny_weights)
+    assert StageConfig(model=Path(tiny_weights)).model == str(tiny_weights)
+    stage = Enhancer(config.stage)
+    assert stage.name

@@ -13,6 +13,7 @@ This module imports nothing heavy: the command line reads its defaults to build 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -83,6 +84,8 @@ class StageConfig:
     adapt: AdaptConfig = field(default_factory=AdaptConfig)  # test-time adaptation (method "none": off)
 
     def __post_init__(self) -> None:
+        if isinstance(self.model, os.PathLike):
+            object.__setattr__(self, "model", os.fspath(self.model))  # model=Path("m.pth") from Python
         _finite("--scale", self.scale)
         if not self.scale > 0:
             raise ConfigError(f"--scale must be positive, got {self.scale:g}.")
@@ -111,6 +114,8 @@ class EnhanceConfig:
     fps: float | None = None  # frame rate of an image-sequence input (--fps); needed to make a video of one
 
     def __post_init__(self) -> None:
+        if isinstance(self.model, os.PathLike):
+            object.__setattr__(self, "model", os.fspath(self.model))
         for name, value in (("--scale", self.scale), ("--start", self.start), ("--duration", self.duration),
                             ("--scene-threshold", self.scene_threshold), ("--fps", self.fps)):
             _finite(name, value)

@@ -11,6 +11,13 @@ from clips import make_clip
 from batch_helpers import assert_same_video, leftovers
 
 
+def fresh_forkserver() -> None:
+    """Stop this process's fork server: the next pool starts one with today's environment (the fault point)."""
+    from multiprocessing import forkserver
+
+    forkserver._forkserver._stop()
+
+
 def test_jobs_2_equals_jobs_1_and_survives_a_killed_worker(tmp_path, monkeypatch):
     src = tmp_path / "in"
     src.mkdir()
@@ -20,6 +27,7 @@ def test_jobs_2_equals_jobs_1_and_survives_a_killed_worker(tmp_path, monkeypatch
     one = run_batch(src, tmp_path / "one", config, BatchOptions(segment_frames=10))
     marker = tmp_path / "killed-once"
     monkeypatch.setenv("VSRPIPE_BATCH_FAULT", f"worker-once:{marker}")  # a worker dies at its first job
+    fresh_forkserver()
     two = run_batch(src, tmp_path / "two", config, BatchOptions(jobs=2, segment_frames=10))
     assert marker.exists()
     assert two.exit_code == 0, two.to_dict()
@@ -73,3 +81,93 @@ def test_an_idle_worker_dies_at_sigterm(tmp_path):
             time.sleep(0.05)
     finally:
         engine.close()
+
+
+def test_a_busy_worker_told_to_stop_unwinds_its_job_and_ends(tmp_path):
+    """SIGTERM during a job: the job unwinds (nothing published) and the worker ends instead of waiting for work,
+    so that a broken pool's join of its workers returns."""
+    import os
+    import signal
+    import time
+
+    from vsr_pipeline.batch.jobs import Job
+    from vsr_pipeline.batch.local import LocalEngine
+
+    make_clip(tmp_path / "long.mkv", n=300, size=(320, 240))
+    config = make_config(model="bicubic", scale=2, codec="ffv1")
+    engine = LocalEngine(jobs=2)
+    try:
+        engine.submit(Job("file", "long.mkv", tmp_path / "long.mkv", tmp_path / "out.mkv", config))
+        deadline = time.monotonic() + 120
+        while not engine.progress() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert engine.progress(), "the job never reported progress"
+        (pid,) = list(engine._pool._processes)
+        assert engine._running and not next(iter(engine._running)).done()  # still mid-job
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        while "State:\tZ" not in open(f"/proc/{pid}/status").read() if os.path.exists(f"/proc/{pid}") else False:
+            assert time.monotonic() < deadline, "a worker stopped mid-job stayed alive"
+            time.sleep(0.05)
+        assert not (tmp_path / "out.mkv").exists()
+        engine.retries = 0  # the lost job is not run again
+        assert engine.poll(10)[0][1]["error"] == "Its worker process died 1 times."
+    finally:
+        engine.close()
+
+
+def test_a_worker_the_pools_terminate_missed_does_not_hang_the_driver(tmp_path, monkeypatch):
+    """The pool's manager terminates the workers it knows, then joins them all; one started while it looked is
+    joined unterminated (CPython 3.12). Simulated by a manager whose terminate() does nothing: the engine must
+    end the workers itself. A timer rescues a hung run so that the test fails instead of hanging."""
+    import concurrent.futures.process as cfp
+    import multiprocessing.process
+    import os
+    import signal
+    import threading
+
+    from vsr_pipeline.batch import local
+
+    real_terminate = multiprocessing.process.BaseProcess.terminate
+
+    def terminate(self):
+        if isinstance(threading.current_thread(), cfp._ExecutorManagerThread):
+            return  # the manager's terminate misses every worker
+        real_terminate(self)
+
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, "terminate", terminate)
+    engines = []
+    real_init = local.LocalEngine.__init__
+
+    def init(self, *a, **kw):
+        real_init(self, *a, **kw)
+        engines.append(self)
+
+    monkeypatch.setattr(local.LocalEngine, "__init__", init)
+    hung = []
+
+    def rescue():
+        hung.append(True)
+        for engine in engines:
+            for pid in list(getattr(engine._pool, "_processes", None) or {}):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i, n in enumerate((5, 7)):
+        make_clip(src / f"c{i}.mkv", n=n, size=(32, 24))
+    config = make_config(model="bicubic", scale=2, codec="ffv1")
+    marker = tmp_path / "killed-once"
+    monkeypatch.setenv("VSRPIPE_BATCH_FAULT", f"worker-once:{marker}")
+    fresh_forkserver()
+    timer = threading.Timer(90, rescue)
+    timer.start()
+    try:
+        result = run_batch(src, tmp_path / "out", config, BatchOptions(jobs=2, segment_frames=10))
+    finally:
+        timer.cancel()
+    assert marker.exists() and not hung, "the driver hung on a worker the pool's terminate() missed"
+    assert result.exit_code == 0 and [o.status for o in result.outcomes] == ["done"] * 2

@@ -76,7 +76,12 @@ def watch_driver(driver: int) -> None:
     threading.Thread(target=wait, name="vsrpipe-driver-watch", daemon=True).start()
 
 
+_stopping = False  # SIGTERM arrived during a job: the worker ends once the job has unwound
+
+
 def _stop(signum, frame) -> None:
+    global _stopping
+    _stopping = True
     raise Terminated(signum)
 
 
@@ -86,7 +91,9 @@ def _execute_in_worker(job: Job) -> dict:
     The raising handler is installed only for the job: an idle worker waits in a blocking
     read of the pool's queue, and a Python handler for a signal that lands just before that
     read starts never runs — the worker would ignore the pool's ``terminate()`` of a broken
-    pool and the driver would wait for it for ever. Idle, the default action ends it at once.
+    pool and the driver would wait for it for ever. Idle, the default action ends it at once;
+    stopped mid-job, the job unwinds (its temporary files removed) and the worker then ends
+    itself instead of returning to the queue (where a broken pool's join would wait on it).
     """
     last = [0.0]
 
@@ -101,6 +108,21 @@ def _execute_in_worker(job: Job) -> dict:
         return execute(job, report)
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if _stopping:  # told to stop (a broken pool, the driver's death): the job has unwound, now go
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _end_workers(pool: cf.ProcessPoolExecutor) -> None:
+    """Tell every worker process of a broken ``pool`` to stop (SIGTERM).
+
+    The pool's own manager thread terminates the workers it knows and then joins all of
+    them, holding the pool's shutdown lock; a worker that was being started while it
+    looked (workers start on demand, as jobs are submitted) is joined without having been
+    told to stop, and the driver would wait for ever (CPython 3.12's ProcessPoolExecutor).
+    Signalled here, an idle worker ends at once and a busy one once its job has unwound.
+    """
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        proc.terminate()
 
 
 class LocalEngine:
@@ -176,6 +198,7 @@ class LocalEngine:
             lost += self._running.values()
             self._running.clear()
             if self._pool is not None:
+                _end_workers(self._pool)
                 self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
             for job in lost:

@@ -63,6 +63,15 @@ KERNEL_ARGS = {2: {"size": 11, "lambda_range": (0.6, 5.0)}, 4: {"size": 21, "lam
 MIN_TRUE_GAIN = 0.05  # dB: below this the share of the true-kernel gain is n/a
 
 
+def add_run_options(p: argparse.ArgumentParser, json_help: str = "write all results as JSON here") -> None:
+    """The options every benchmark here that runs ``vsrpipe enhance`` shares: device, scores, output, work folder."""
+    p.add_argument("--device", default=None, help="passed to vsrpipe enhance --device")
+    p.add_argument("--no-perceptual", action="store_true", help="skip ST-LPIPS (faster)")
+    p.add_argument("--json", type=Path, default=None, help=json_help)
+    p.add_argument("--markdown", action="store_true", help="print a markdown table")
+    p.add_argument("--workdir", type=Path, default=None, help="keep the HR/LR/SR files and reports here (default: a temporary folder)")
+
+
 def vsrpipe() -> list[str]:
     """The ``vsrpipe`` command of this interpreter's environment."""
     exe = Path(sys.executable).with_name("vsrpipe")
@@ -268,11 +277,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, default=4, help="random kernels per scale (default 4)")
     p.add_argument("--first-seed", type=int, default=0, help="seed of the first random kernel (default 0)")
     p.add_argument("--model", default="vsrnet-x4", help="model for every row but bicubic (default vsrnet-x4)")
-    p.add_argument("--device", default=None, help="passed to vsrpipe enhance --device")
-    p.add_argument("--no-perceptual", action="store_true", help="skip ST-LPIPS (faster)")
-    p.add_argument("--json", type=Path, default=None, help="write all results as JSON here")
-    p.add_argument("--markdown", action="store_true", help="print a markdown table")
-    p.add_argument("--workdir", type=Path, default=None, help="keep the HR/LR/SR files and reports here (default: a temporary folder)")
+    add_run_options(p)
     args = p.parse_args(argv)
     if args.frames < 1 or args.start < 0 or args.seeds < 1:
         p.error("--frames and --seeds must be ≥ 1 and --start ≥ 0")

@@ -100,11 +100,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "with a method, --degradation bicubic, the operator the LR was made with)")
     p.add_argument("--sample", type=Path, default=SAMPLE, help="clip timed for speed only (default examples/sample.mp4)")
     p.add_argument("--sample-frames", type=int, default=10, help="frames of --sample to time (0 = skip; default 10)")
-    p.add_argument("--device", default=None, help="passed to vsrpipe enhance --device")
-    p.add_argument("--no-perceptual", action="store_true", help="skip ST-LPIPS (faster)")
-    p.add_argument("--json", type=Path, default=None, help="write all results as JSON here (rewritten after every model)")
-    p.add_argument("--markdown", action="store_true", help="print a markdown table")
-    p.add_argument("--workdir", type=Path, default=None, help="keep the HR/LR/SR files and reports here (default: a temporary folder)")
+    blind.add_run_options(p, json_help="write all results as JSON here (rewritten after every model)")
     args = p.parse_args(argv)
     if args.frames < 1 or args.start < 0 or args.every < 1 or args.sample_frames < 0:
         p.error("--frames and --every must be ≥ 1, --start and --sample-frames ≥ 0")

@@ -12,6 +12,7 @@ graph (:mod:`vsr_pipeline.models.onnx_file`).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from dataclasses import dataclass
@@ -96,16 +97,23 @@ def model_identity(name: str) -> list:
     if path.is_file():
         files = [path, *(path.with_suffix(s) for s in COMPANIONS.get(path.suffix.lower(), ()))]
         return [[f.name, *((f.stat().st_size, f.stat().st_mtime_ns) if f.is_file() else ("missing",))] for f in files]
+    return [list(pair) for pair in _registered_identity(name)]
+
+
+@functools.lru_cache(maxsize=None)
+def _registered_identity(name: str) -> tuple[tuple[str, str], ...]:
+    """(distribution, version) of the packages a registered model comes from; read once per process (a batch
+    hashes its settings for every input, and discovering the entry points imports every plugin)."""
     found = available_models().get(name)
     if found is None:
-        return []
+        return ()
     ident = []
     for dist in dict.fromkeys(d for d in (found.package, found.entry.requires) if d):
         try:
-            ident.append([dist, metadata.version(dist)])
+            ident.append((dist, metadata.version(dist)))
         except metadata.PackageNotFoundError:
-            ident.append([dist, "missing"])
-    return ident
+            ident.append((dist, "missing"))
+    return tuple(ident)
 
 
 def load_model(name: str, *, scale: float | None = None) -> "torch.nn.Module":

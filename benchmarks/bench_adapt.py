@@ -20,6 +20,11 @@ vsrnet-x4, ``adapt="none"`` against ``adapt="online"`` (decode, windows, scene d
 adaptation, inference, libx264 encode), in ABBA order over ``--runs`` pairs; medians.
 
     python benchmarks/bench_adapt.py --end-to-end --runs 2
+    python benchmarks/bench_adapt.py --end-to-end --runs 2 --degradation estimate --blur 2
+
+The second is issue 26's cost bar: blind online adaptation (the scene's blur estimated
+first) on E2-like footage (bigbuckbunny blurred with σ = 2 before the downscale), so that
+the estimator reads a blur and adaptation runs.
 """
 
 from __future__ import annotations
@@ -61,7 +66,7 @@ def end_to_end(args) -> dict:
     from bench_pipeline import make_clip
 
     with tempfile.TemporaryDirectory() as tmp:
-        clip = make_clip(Path(tmp) / "c.mp4", args.frames)
+        clip = make_clip(Path(tmp) / "c.mp4", args.frames, blur_sigma=args.blur)
         out = Path(tmp) / "out.mp4"
         times: dict[str, list[float]] = {"none": [], "online": []}
         opts = {"steps_per_frame": args.steps_per_frame, "crop": args.crop, "crops": args.crops,
@@ -78,10 +83,11 @@ def end_to_end(args) -> dict:
     mn, mo = statistics.median(times["none"]), statistics.median(times["online"])
     row = {"mode": "end-to-end", "frames": args.frames, "threads": torch.get_num_threads(), "runs": args.runs,
            "none_s": times["none"], "online_s": times["online"], "ratio": mo / mn,
+           "blur_sigma": args.blur, "degradation": args.degradation,
            "config": {"steps_per_frame": args.steps_per_frame, "crop": args.crop, "crops": args.crops, "probe": not args.no_probe}}
     print(f"| `enhance` path ({args.frames} frames 320×180 → 1280×720, {args.model}) | median s | s/frame | × none |\n|---|---|---|---|")
     print(f"| adapt none | {mn:.1f} | {mn / args.frames:.3f} | 1.00 |")
-    print(f"| adapt online ({args.steps_per_frame} steps/frame, {args.crops} crop(s) of {args.crop}²) | {mo:.1f} | "
+    print(f"| adapt online, --degradation {args.degradation} ({args.steps_per_frame} steps/frame, {args.crops} crop(s) of {args.crop}²) | {mo:.1f} | "
           f"{mo / args.frames:.3f} | {mo / mn:.2f} |")
     return row
 
@@ -99,6 +105,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--end-to-end", action="store_true", help="time vsr_pipeline.enhance none vs online")
     ap.add_argument("--no-probe", action="store_true", help="--guard 0 --no-lr-search: adapt every frame (on this clip, which "
                     "vsrnet-x4 already fits, the default guard leaves the scene to the trained weights)")
+    ap.add_argument("--blur", type=float, default=0.0, help="--end-to-end: Gaussian sigma (HR px) blurring the clip's frames "
+                    "before the bicubic downscale (E2's footage: 2); 0: plain bicubic")
     ap.add_argument("--runs", type=int, default=2, help="--end-to-end: pairs of runs (ABBA order)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)

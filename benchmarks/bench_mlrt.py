@@ -78,7 +78,8 @@ if row.startswith("vsrpipe-"):
     from vsr_pipeline.vapoursynth import enhance
     out = enhance(clip, model={model!r}, runtime=row[len("vsrpipe-"):], output="RGBS")
 else:
-    rgb = core.resize.Bicubic(clip, format=vs.RGBS, matrix_in_s="709")
+    from vsr_pipeline.vapoursynth.formats import colour_info, to_rgbs
+    rgb = to_rgbs(clip, colour_info(clip))  # the filter's own conversion: both sides see the same RGB
     n = rgb.num_frames
     def shifted(d):
         if d < 0:

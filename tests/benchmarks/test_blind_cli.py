@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import subprocess
@@ -10,16 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from bench_loader import load_benchmark
 from clips import make_clip
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "blind.py"
 
 
 def load_bench():
-    spec = importlib.util.spec_from_file_location("blind_bench", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("blind")
 
 
 @pytest.mark.slow  # about 50 s on two shared cores: four vsrpipe runs and two ST-LPIPS evaluations

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -10,16 +9,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from bench_loader import load_benchmark
 from clips import make_clip
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_mlrt.py"
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_mlrt", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_mlrt")
 
 
 def test_planes_layout_is_the_window_frame_by_frame():

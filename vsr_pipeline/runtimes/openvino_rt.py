@@ -20,7 +20,6 @@ def load_openvino():
         import openvino as ov
     except ImportError as exc:
         first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        cause = ""
         if "mismatches with OpenVINO Runtime library" in str(exc):
             cause = (" Another OpenVINO library was loaded into this process first (vs-mlrt's plugin, vapoursynth-mlrt-ov, bundles one"
                      " and vspipe loads it before the script runs); import openvino before vapoursynth in your own Python, or")

@@ -137,14 +137,13 @@ class Enhancer:
     def _objective_output(self, online: bool) -> bool:
         """True when adaptation keeps its objective's own torch output (no separate output pass).
 
-        So it does with a plain torch runner, and with ``--runtime auto`` for every method:
-        for all but online the objective already made the frame's output, and online on
-        ONNX Runtime or OpenVINO measured slower end to end than on torch (0.64×, 30 frames
-        320×180, docs/runtimes.md), so ``auto`` does not pick them for adapted runs until that is
-        understood. An explicit ``--runtime`` is obeyed.
+        So it does with a plain torch runner, and with ``--runtime auto`` for the per-frame
+        methods, whose objective already made the frame's output. Online adaptation's output
+        pass is separate from its steps, so under ``auto`` it goes through the runner, whose
+        trial times the runtimes on the adapted copy's weights fed as graph inputs.
         """
         r = self.config.runner
-        return self.runner.plain or (r.runtime == "auto" and not r.tile and not r.half)
+        return self.runner.plain or (r.runtime == "auto" and not online and not r.tile and not r.half)
 
     def runtime(self) -> dict:
         """The runtime of the output passes for the run report: ``name`` (None until the first pass), ``asked``, and ``auto``'s trial."""

@@ -75,20 +75,78 @@ def test_a_configured_rate_that_passes_the_guard_is_kept_without_searching():
 
 def test_search_runs_when_the_configured_rate_fails_the_guard():
     found = probe_of(guard=0.1)
-    assert sorted(found.heldout) == sorted(probe.candidates(AdaptConfig(**SGD)))  # every candidate tried
+    assert sorted(found.heldout) == [0.05, 0.15, 0.5]  # walked up the ladder to its top; the smaller rates not tried
     assert found.lr == 0.5 and found.heldout[0.5] == min(found.heldout.values())
     assert found.gain == pytest.approx(1 - found.heldout[0.5] / found.heldout_before) and found.gain >= 0.1
     assert probe_of(guard=0.1, lr_search=False).lr is None  # without the search: only 0.05, which fails
     none = probe_of(guard=0.5)
-    assert none.lr is None and len(none.heldout) == 7  # nothing passes: keep the trained weights
+    assert none.lr is None and sorted(none.heldout) == [0.05, 0.15, 0.5]  # nothing passes: keep the trained weights
+
+
+LADDER = [10.0, 3.0, 1.0, 0.3, 0.1, 0.03, 0.01]  # candidates of lr 1, largest first
+
+
+def walked(curve, start=1.0, before=math.inf):
+    """The rungs :func:`probe.walk` tries, in order, on a held-out loss ``curve`` (rate -> loss); ``before``: the trained weights'."""
+    order = []
+
+    def attempt(lr):
+        order.append(lr)
+        return curve[lr]
+
+    probe.walk(LADDER, start, attempt, curve[start], before)
+    return order
+
+
+def test_walk_goes_up_while_larger_rates_help_and_stops_at_the_first_that_does_not():
+    curve = dict(zip(LADDER, [9.0, 2.0, 5.0, 6.0, 7.0, 8.0, 8.5]))  # minimum at 3; the start (5) helped a little
+    assert walked(curve, before=5.5) == [3.0, 10.0]  # 10 is worse than 3: stop; never down
+    assert walked({**curve, 10.0: 1.0}, before=5.5) == [3.0, 10.0]  # the top rung: the ladder ends
+    flat = dict(zip(LADDER, [2.0, 2.0, 5.0, 6.0, 7.0, 8.0, 8.5]))  # a tie is no improvement
+    assert walked(flat, before=5.5) == [3.0, 10.0]
+    assert walked(dict(zip(LADDER, [7.0, 6.0, 5.0, 4.0, 3.0, 3.5, 4.0])), before=5.5) == [3.0, 0.3, 0.1, 0.03]  # up did not help: down
+
+
+def test_walk_goes_down_first_when_the_start_made_the_loss_worse():
+    curve = dict(zip(LADDER, [math.inf, 6.0, 5.0, 3.0, 2.0, 4.0, 4.5]))  # minimum at 0.1
+    assert walked(curve, before=4.0) == [0.3, 0.1, 0.03]
+    falling = dict(zip(LADDER, [math.inf, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0]))  # keeps falling: to the bottom rung
+    assert walked(falling, before=4.0) == [0.3, 0.1, 0.03, 0.01]
+    # bigbuckbunny frame 120, σ = 1: the start overshoots (7.0 against 1.0), one rung up overshoots less (4.6)
+    overshoot = dict(zip(LADDER, [1760.0, 4.6, 7.0, 0.44, 0.78, 0.93, 0.98]))
+    assert walked(overshoot, before=1.0) == [0.3, 0.1]
+    assert walked(overshoot, before=1.0)[0] == 0.3 and 3.0 not in walked(overshoot, before=1.0)
+    assert walked(dict(zip(LADDER, [7.0, 4.0, 5.0, 5.5, 6.0, 7.0, 8.0])), before=4.5) == [0.3, 3.0, 10.0]  # down did not help: up
+
+
+def test_walk_from_a_blown_up_start_finds_finite_rates_and_starts_off_ladder():
+    curve = dict(zip(LADDER, [math.inf, math.inf, math.inf, 3.0, 2.0, 4.0, 4.5]))
+    assert walked(curve, before=4.0) == [0.3, 0.1, 0.03]  # inf is worse than before: down; every finite loss beats inf
+    curve_up = {**curve, 3.0: 1.0}
+    assert walked(curve_up, before=math.inf) == [0.3, 0.1, 0.03]  # inf is not below an inf ``before``: down first
+    off = {**dict(zip(LADDER, [9.0, 8.0, 7.0, 3.0, 2.0, 4.0, 4.5])), 0.9: 5.0}  # a rate between rungs starts at the nearest
+    assert walked(off, start=0.9, before=4.0) == [0.3, 0.1, 0.03]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_walk_finds_the_minimum_of_any_curve_with_one_minimum(seed):
+    gen = torch.Generator().manual_seed(seed)
+    low = int(torch.randint(0, 7, (1,), generator=gen))
+    steps = torch.rand(7, generator=gen) + 0.1
+    losses = [float(steps[min(i, low) : max(i, low)].sum()) for i in range(7)]  # falls to `low`, rises after
+    curve = dict(zip(LADDER, losses))
+    for before in (math.inf, 0.0, curve[1.0] + 0.05):  # whichever way the walk sets out
+        tried = walked(curve, before=before) + [1.0]
+        assert min(tried, key=curve.get) == LADDER[low]
+        assert len(set(tried)) < 7 or low in (0, 6)  # fewer tries than the whole ladder unless the minimum is at an end
 
 
 def test_a_rate_that_blows_up_is_never_chosen():
     found = probe_of(lr=50.0, guard=0.0, lr_search=False)
     assert found.lr is None and math.isinf(found.heldout[50.0])
-    searched = probe_of(lr=50.0, guard=0.0)  # 500 … 0.5: the small ones stay finite
+    searched = probe_of(lr=50.0, guard=0.0)  # ladder 500 … 0.5: the small ones stay finite
     assert searched.lr is not None and searched.lr < 50 and math.isfinite(searched.heldout[searched.lr])
-    assert math.isinf(searched.heldout[500.0])
+    assert 150.0 not in searched.heldout and 500.0 not in searched.heldout  # 50 made the loss worse (inf): only down
 
 
 @pytest.mark.parametrize("method", ["consistency", "internal"])

@@ -34,11 +34,20 @@ def test_auto_on_small_frames_is_torch_and_says_why(tmp_path, tiny_weights):
     assert r.runtime["name"] == "torch" and r.runtime["asked"] == "auto" and "no trial" in r.runtime["note"]
 
 
-def test_online_adaptation_output_pass_on_another_runtime(tiny_weights):
-    """The stage with online adaptation: steps in torch, each adapted output pass on OpenVINO, torch's frames within 1e-5."""
+def test_online_adaptation_output_pass_on_another_runtime(tiny_weights, monkeypatch):
+    """The stage with online adaptation: steps in torch, each adapted output pass on OpenVINO (asked, or auto's
+    choice), torch's frames within 1e-5."""
     pytest.importorskip("openvino")
     pytest.importorskip("onnx")
     import torch
+
+    from vsr_pipeline.runtimes import auto
+
+    monkeypatch.setattr(auto, "MIN_PIXELS", 0)  # the test frames are small: make auto hold its trial
+    import vsr_pipeline.runner as runner_mod
+
+    monkeypatch.setattr(runner_mod, "usable", lambda device, half=False: ["torch", "openvino"])
+    monkeypatch.setattr(auto, "choose", lambda seconds, differences: "openvino")  # as if it had won the trial
 
     from vsr_pipeline.adapt.config import AdaptConfig
     from vsr_pipeline.config import RunnerConfig, StageConfig
@@ -46,17 +55,21 @@ def test_online_adaptation_output_pass_on_another_runtime(tiny_weights):
 
     adapt = AdaptConfig(method="online", steps_per_frame=2, guard=0.0, lr_search=False)
     outs, stages = {}, {}
-    for rt in ("torch", "openvino"):
+    for rt in ("torch", "openvino", "auto"):
         stage = stages[rt] = Enhancer(StageConfig(model=str(tiny_weights), scale=2, runner=RunnerConfig(device="cpu", runtime=rt), adapt=adapt))
         torch.manual_seed(0)
         frames = torch.rand(8, 3, 20, 24)
         outs[rt] = torch.cat([stage.process(frames[i : i + 5][None], [i + 2], [0]) for i in range(4)])
     assert stages["openvino"].runtime()["name"] == "openvino"
     assert stages["openvino"].runner.runtime.exports == 1
+    chosen = stages["auto"].runtime()
+    assert chosen["name"] == "openvino" and chosen["asked"] == "auto" and set(chosen["trial_seconds"]) == {"torch", "openvino"}
+    assert stages["auto"].runner.runtime.exports == 1 and stages["auto"].report()["totals"]["steps"] > 0
     assert stages["openvino"].report()["totals"]["steps"] > 0
     plain = Enhancer(StageConfig(model=str(tiny_weights), scale=2, runner=RunnerConfig(device="cpu", runtime="torch")))
     assert (plain.process(frames[3:8][None], [5], [0]) - outs["torch"][3]).abs().max() > 1e-4  # adaptation changed the output
     assert (outs["openvino"] - outs["torch"]).abs().max().item() < 1e-5
+    assert (outs["auto"] - outs["torch"]).abs().max().item() < 1e-5
 
 
 def test_cli_refuses_an_unknown_runtime(tmp_path, clip):
@@ -80,7 +93,7 @@ def test_vapoursynth_runtime_option(tiny_weights):
 
 
 def test_which_adaptation_output_passes_go_through_the_runtime(tiny_weights):
-    """auto leaves every adapted run to torch (online measured slower elsewhere); an explicit runtime uses the runner."""
+    """auto leaves per-frame methods' output to their objective (torch) and puts online's output passes through the runner."""
     from vsr_pipeline.adapt.config import AdaptConfig
     from vsr_pipeline.config import RunnerConfig, StageConfig
     from vsr_pipeline.enhancer import Enhancer
@@ -93,7 +106,9 @@ def test_which_adaptation_output_passes_go_through_the_runtime(tiny_weights):
     assert s.adapter.context.forward is None
     assert s.runtime()["name"] == "torch" and "own forward passes" in s.runtime()["note"]
     online = stage("online")
-    assert online.adapter.context.forward is None and online.runtime()["name"] == "torch"
+    assert online.adapter.context.forward == online.runner.run and online.runner.adapted
+    assert online.runtime() == {"name": None, "asked": "auto"}  # the runner's trial decides at the first output pass
+    assert stage("online", runtime="torch").adapter.context.forward is None  # plain torch: the adapter's own pass
     assert stage("consistency", runtime="torch").adapter.context.forward is None
     assert stage("consistency", tile=16).adapter.context.forward is not None
     pytest.importorskip("onnxruntime")

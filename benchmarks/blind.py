@@ -171,9 +171,22 @@ def enhance_args(row: dict, case: dict, model: str, device: str | None) -> list[
     return args + ["--crf", "0", "--pix-fmt", "yuv444p", "-y", "-q"]  # lossless output: score the method, not the encoder
 
 
+def row_key(row: dict, case: dict, opts) -> dict:
+    """What a measured row depends on: a row kept by ``--resume`` must have been measured with all of it."""
+    return {"enhance": enhance_args(row, case, opts.model, opts.device), "degradation": case["degradation"],
+            "clip": str(opts.clip), "start": opts.start, "frames": opts.frames, "every": opts.every,
+            "perceptual": not opts.no_perceptual}
+
+
 def measure(cmd: list[str], hr: Path, lr: Path, row: dict, case: dict, opts, work: Path) -> dict:
     tag = f"{case['case']}_{row['row']}".replace("[", "_").replace("]", "")
     sr, report, scores = work / f"sr_{tag}.mkv", work / f"report_{tag}.json", work / f"eval_{tag}.json"
+    done, key = work / f"row_{tag}.json", row_key(row, case, opts)
+    if opts.resume and done.exists():
+        saved = json.loads(done.read_text())
+        if saved.get("key") == key:
+            print(f"  {case['case']} / {row['row']}: {saved['result']['psnr']:.3f} dB (kept from an earlier run)", file=sys.stderr)
+            return saved["result"]
     result = {"row": row["row"], "name": row["name"], "adapt": row["adapt"], "kernel_method": row["kernel_method"],
               "psnr": None, "st_lpips": None, "s_per_frame": None, "error": None}
     try:
@@ -187,6 +200,7 @@ def measure(cmd: list[str], hr: Path, lr: Path, row: dict, case: dict, opts, wor
         return result
     mean = json.loads(scores.read_text())["mean"]
     result.update(psnr=mean.get("psnr"), st_lpips=mean.get("st_lpips"), s_per_frame=wall / max(frames, 1))
+    done.write_text(json.dumps({"key": key, "result": result}, allow_nan=False) + "\n")  # for --resume
     print(f"  {case['case']} / {row['row']}: {result['psnr']:.3f} dB, {result['s_per_frame']:.2f} s/frame", file=sys.stderr)
     return result
 
@@ -278,9 +292,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--first-seed", type=int, default=0, help="seed of the first random kernel (default 0)")
     p.add_argument("--model", default="vsrnet-x4", help="model for every row but bicubic (default vsrnet-x4)")
     add_run_options(p)
+    p.add_argument("--resume", action="store_true", help="with --workdir: keep the rows an earlier (interrupted) run of the "
+                   "same settings finished there, and its LR files; measure the rest")
     args = p.parse_args(argv)
     if args.frames < 1 or args.start < 0 or args.seeds < 1:
         p.error("--frames and --seeds must be ≥ 1 and --start ≥ 0")
+    if args.resume and args.workdir is None:
+        p.error("--resume needs --workdir (the folder of the run to continue)")
     return args
 
 
@@ -309,12 +327,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"HR: {opts.clip} frames {frames_text(opts, n)}, {w}×{h}", file=sys.stderr)
         cmd, rows = vsrpipe(), make_rows(row_names, methods)
         for case in cases:
-            lr = work / f"lr_{case['case']}.mkv"
-            try:
-                run(cmd + ["degrade", str(hr), str(lr), "--scale", str(case["scale"]), "-d", case["degradation"],
-                           "--pix-fmt", "yuv420p", "-y", "-q"])
-            except RuntimeError as exc:
-                raise SystemExit(f"vsrpipe degrade failed for case {case['case']}: {exc}") from None
+            lr, lr_done = work / f"lr_{case['case']}.mkv", work / f"lr_{case['case']}.json"
+            lr_key = {"degradation": case["degradation"], "clip": str(opts.clip), "start": opts.start,
+                      "frames": opts.frames, "every": opts.every}
+            # a resumed run keeps the LR its kept rows were measured on, when it was made from the same frames
+            if not (opts.resume and lr.exists() and lr_done.exists() and json.loads(lr_done.read_text()) == lr_key):
+                try:
+                    run(cmd + ["degrade", str(hr), str(lr), "--scale", str(case["scale"]), "-d", case["degradation"],
+                               "--pix-fmt", "yuv420p", "-y", "-q"])
+                except RuntimeError as exc:
+                    raise SystemExit(f"vsrpipe degrade failed for case {case['case']}: {exc}") from None
+                lr_done.write_text(json.dumps(lr_key) + "\n")
             case["rows"] = [measure(cmd, hr, lr, row, case, opts, work) for row in rows]
             add_derived(case["rows"])
         summary = summarize(cases)

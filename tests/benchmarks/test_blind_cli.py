@@ -108,3 +108,58 @@ def test_e1_case_and_masked_row():
     args = bench.enhance_args(row, case, "realesr-animevideov3-x4", None)
     assert args[args.index("--adapt") + 1] == "masked" and args[args.index("--degradation") + 1] == "bicubic"
     assert args[args.index("--scale") + 1] == "3"
+
+
+def test_resume_keeps_finished_rows_of_the_same_settings(tmp_path: Path, monkeypatch, capsys):
+    """--resume with --workdir: rows measured by an earlier run with the same settings are read back, not run again."""
+    bench = load_bench()
+    calls: list[str] = []
+
+    def fake_run(args):
+        tool = args[args.index("degrade") if "degrade" in args else args.index("enhance") if "enhance" in args else args.index("evaluate")]
+        calls.append(tool)
+        if tool == "degrade":
+            Path(args[args.index("degrade") + 2]).write_bytes(b"lr")
+        elif tool == "enhance":
+            Path(args[args.index("--report") + 1]).write_text(json.dumps({"frames": 3}))
+        else:
+            model_psnr = 30.0 + 0.5 * calls.count("evaluate")
+            Path(args[args.index("--json") + 1]).write_text(json.dumps({"mean": {"psnr": model_psnr, "st_lpips": None}}))
+        return 1.5
+
+    monkeypatch.setattr(bench, "run", fake_run)
+    monkeypatch.setattr(bench, "cut_hr", lambda src, dst, start, frames, multiple, every=1: (frames, 64, 48))
+    work = tmp_path / "work"
+    base = ["--clip", str(tmp_path / "hr.mp4"), "--cases", "e2", "--rows", "none,true-online", "--frames", "3",
+            "--workdir", str(work), "--no-perceptual"]
+    out = tmp_path / "first.json"
+    assert bench.main(base + ["--json", str(out)]) == 0
+    assert calls == ["degrade", "enhance", "evaluate", "enhance", "evaluate"]
+    first = json.loads(out.read_text())["cases"][0]["rows"]
+    assert [r["psnr"] for r in first] == [30.5, 31.0] and first[0]["s_per_frame"] == pytest.approx(0.5)
+
+    calls.clear()
+    again = tmp_path / "again.json"
+    assert bench.main(base + ["--resume", "--json", str(again)]) == 0
+    assert calls == []  # the LR and both rows kept
+    assert json.loads(again.read_text())["cases"][0]["rows"] == first
+    assert "kept from an earlier run" in capsys.readouterr().err
+
+    calls.clear()
+    (work / "row_e2_none.json").unlink()  # as if the run had been killed before this row
+    assert bench.main(base + ["--resume"]) == 0
+    assert calls == ["enhance", "evaluate"]
+
+    calls.clear()
+    assert bench.main(base + ["--resume", "--model", "compact-x4-gan"]) == 0  # other settings: nothing kept but the LR
+    assert calls == ["enhance", "evaluate", "enhance", "evaluate"]
+    calls.clear()
+    assert bench.main(base + ["--resume", "--frames", "4"]) == 0  # other frames: a new LR too
+    assert calls == ["degrade", "enhance", "evaluate", "enhance", "evaluate"]
+
+    calls.clear()
+    assert bench.main(base) == 0  # without --resume everything is measured again
+    assert calls == ["degrade", "enhance", "evaluate", "enhance", "evaluate"]
+    with pytest.raises(SystemExit):
+        bench.main(["--resume", "--cases", "e2"])
+    assert "--resume needs --workdir" in capsys.readouterr().err

@@ -10,7 +10,7 @@ import vsr_pipeline.runner as runner_mod
 from vsr_pipeline.config import RUNTIMES, RunnerConfig
 from vsr_pipeline.errors import ConfigError
 from vsr_pipeline.runtimes import NAMES, build_runtime
-from vsr_pipeline.runtimes.auto import MARGIN, TOLERANCE, choose, trial
+from vsr_pipeline.runtimes.auto import MARGIN, ROUNDS, TOLERANCE, choose, trial
 
 
 def test_choose_fastest_matching_runtime():
@@ -88,12 +88,14 @@ def test_runner_auto_picks_by_trial_and_keeps_it(monkeypatch):
 
 
 def test_runner_auto_leaves_out_mismatching_and_failing_runtimes(monkeypatch):
-    _fake(monkeypatch, {"torch": 1.0, "onnxruntime": 0.5, "openvino": 0.6}, offsets={"onnxruntime": 0.01}, broken={"openvino"})
+    fakes = _fake(monkeypatch, {"torch": 1.0, "onnxruntime": 0.5, "openvino": 0.6}, offsets={"onnxruntime": 0.01}, broken={"openvino"})
     r = runner_mod.Runner(ConvStack(2), 2, RunnerConfig(device="cpu"))
     r(torch.rand(1, 5, 3, 6, 7))
     report = r.report()
     assert report["name"] == "torch"
     assert report["trial_max_difference"]["onnxruntime"] == pytest.approx(0.01, rel=1e-3)
+    assert len(fakes["onnxruntime"].calls) == 1 and "onnxruntime" not in report["trial_seconds"]  # other output: not timed
+    assert len(fakes["torch"].calls) == 1 + ROUNDS
     assert "unsupported operator" in report["failed"]["openvino"]
 
 

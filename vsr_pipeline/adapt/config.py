@@ -33,7 +33,7 @@ class AdaptConfig:
     patience: int = 3  # early stopping: stop after this many steps without a new best loss (Algorithm 1; the paper: 2, with SGD)
     max_steps: int = 100  # hard cap on steps per frame for consistency / masked / internal
     backtrack: float = 0.0  # 0 = Algorithm 1 as published; in (0, 1): undo a step that brings no new minimum, retry with lr × this
-    lr_search: bool = True  # when lr fails the guard on held-out crops, try lr × (10 … 0.01) and keep the best (adapt.probe)
+    lr_search: bool = True  # when lr fails the guard on held-out crops, walk the ladder lr × (10 … 0.01) from lr and keep the best (adapt.probe.walk)
     guard: float = 0.02  # keep the trained weights unless a few steps lower the held-out crops' loss by this fraction; 0 = off
     objective: str = "consistency"  # loss of online and per-frame steps: consistency | internal | both
     internal_weight: float = 1.0  # weight of the internal (DoG) loss when objective = both
